@@ -1,0 +1,234 @@
+import { EventBusError, messageOf, native, nativeSync } from './errors';
+import { binding, NativeBus } from './native';
+import { fromWire, publishFields, toJson } from './serialize';
+import type {
+  BusEvent,
+  EventBusMetrics,
+  EventBusOptions,
+  EventFor,
+  EventHandler,
+  EventPage,
+  EventQuery,
+  LogRecord,
+  MatchingTypes,
+  Middleware,
+  PublishedEvent,
+  PublishInput,
+  SubscribeOptions,
+  Subscription,
+} from './types';
+
+const ENV_VARS = [
+  'EVENT_BUS_ENABLED',
+  'EVENT_STORE_URL',
+  'WEBHOOK_RETRY_ATTEMPTS',
+  'WEBHOOK_TIMEOUT',
+  'SSE_HEARTBEAT_INTERVAL',
+] as const;
+
+/** Read here and passed explicitly: native code does not see `process.env` changes made in JS. */
+function environment(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of ENV_VARS) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+function consoleLogger(record: LogRecord): void {
+  if (record.level === 'error') console.error(`[event-bus] ${record.message}`, record.fields);
+  else if (record.level === 'warn') console.warn(`[event-bus] ${record.message}`, record.fields);
+}
+
+function published<T>(json: string): T {
+  const event = fromWire<PublishedEvent>(JSON.parse(json));
+  (event as { stored: boolean }).stored = event.position !== null;
+  return event as T;
+}
+
+type EventsOf<P extends string> = string extends P ? BusEvent : [MatchingTypes<P>] extends [never] ? BusEvent<P> : BusEvent<MatchingTypes<P>>;
+
+/** Publishing, subscribing and reading; shared by the bus and its tenant-scoped handles. */
+export class EventBusHandle {
+  /** @internal */
+  protected constructor(
+    /** @internal */ protected readonly nativeBus: NativeBus,
+    /** The tenant this handle is scoped to, if any. */
+    readonly tenantId: string | null,
+  ) {}
+
+  /** Validates, stores and delivers an event; resolves once it is committed. */
+  publish<K extends string>(event: PublishInput<K>): Promise<PublishedEvent<K>> {
+    return native(async () => {
+      const json = await this.nativeBus.publish(toJson(event, ''), this.tenantId);
+      return published<PublishedEvent<K>>(json);
+    });
+  }
+
+  /** Publishes atomically: every event is stored, or none and the error names the index. */
+  publishMany<K extends string>(events: PublishInput<K>[]): Promise<PublishedEvent<K>[]> {
+    return native(async () => {
+      if (!Array.isArray(events)) throw new EventBusError('INVALID_EVENT', 'events must be an array');
+      const json = await this.nativeBus.publishMany(toJson(events, 'events'), this.tenantId);
+      const list = JSON.parse(json) as unknown[];
+      return list.map((e) => {
+        const event = fromWire<PublishedEvent<K>>(e as { timestamp: string });
+        (event as { stored: boolean }).stored = event.position !== null;
+        return event;
+      });
+    });
+  }
+
+  /**
+   * Calls `handler` for each matching event committed from now on, in position order. `*` matches
+   * one segment, `**` (or `#`) the rest. Async handlers are awaited one at a time per subscriber;
+   * a handler that throws is logged and counted, and delivery goes on.
+   */
+  subscribe<P extends string>(
+    pattern: P | readonly P[],
+    handler: EventHandler<P>,
+    options: SubscribeOptions = {},
+  ): Subscription {
+    const patterns: readonly unknown[] = Array.isArray(pattern) ? pattern : [pattern];
+    patterns.forEach((p, i) => {
+      if (typeof p !== 'string') {
+        const field = patterns.length === 1 ? 'pattern' : `pattern[${i}]`;
+        throw new EventBusError('INVALID_EVENT', `${field} must be a string`);
+      }
+    });
+    if (typeof handler !== 'function') {
+      throw new EventBusError('INVALID_EVENT', 'handler must be a function');
+    }
+    let active = true;
+    const deliver = async (json: string): Promise<string> => {
+      const batch = JSON.parse(json) as Array<{ position: number; timestamp: string }>;
+      let failures: Array<{ position: number; message: string }> | undefined;
+      for (const wire of batch) {
+        // Unsubscribing stops delivery at once, even in the middle of a batch.
+        if (!active) break;
+        try {
+          const result = handler(fromWire<EventFor<P>>(wire));
+          if (result && typeof (result as Promise<void>).then === 'function') await result;
+        } catch (err) {
+          (failures ??= []).push({ position: wire.position, message: messageOf(err) });
+        }
+      }
+      return failures ? JSON.stringify(failures) : '';
+    };
+    const sub = nativeSync(() =>
+      this.nativeBus.subscribe(patterns as string[], toJson(options ?? {}, 'options'), this.tenantId, deliver),
+    );
+    return {
+      unsubscribe() {
+        active = false;
+        sub.unsubscribe();
+      },
+      get active() {
+        return active;
+      },
+    };
+  }
+
+  /** Reads stored events, oldest first unless `order: 'desc'`; page with `nextCursor`. */
+  getEvents<P extends string = string>(filter: EventQuery<P> = {}): Promise<EventPage<EventsOf<P>>> {
+    return native(async () => {
+      const wireFilter = {
+        ...filter,
+        since: filter.since instanceof Date ? filter.since.toISOString() : filter.since,
+        until: filter.until instanceof Date ? filter.until.toISOString() : filter.until,
+      };
+      const json = await this.nativeBus.getEvents(toJson(wireFilter, 'filter'), this.tenantId);
+      const page = JSON.parse(json) as { events: Array<{ timestamp: string }>; nextCursor: string | null };
+      return { events: page.events.map((e) => fromWire<EventsOf<P>>(e)), nextCursor: page.nextCursor };
+    });
+  }
+
+  getEventsByProject(
+    projectId: string,
+    options: Omit<EventQuery, 'projectId'> = {},
+  ): Promise<EventPage<BusEvent>> {
+    if (typeof projectId !== 'string') {
+      return Promise.reject(new EventBusError('INVALID_EVENT', 'projectId must be a string'));
+    }
+    return this.getEvents({ ...options, projectId });
+  }
+}
+
+/** A handle scoped to one tenant: stamps its tenant on publishes, refuses other tenants' events and
+ *  only sees its own tenant in subscriptions and queries (enforced in the Rust core). */
+export class TenantEventBus extends EventBusHandle {
+  /** @internal */
+  static create(nativeBus: NativeBus, tenantId: string): TenantEventBus {
+    return new TenantEventBus(nativeBus, tenantId);
+  }
+}
+
+export class EventBus extends EventBusHandle {
+  private constructor(nativeBus: NativeBus) {
+    super(nativeBus, null);
+  }
+
+  /** Opens a bus. Options win over the environment (EVENT_BUS_ENABLED, EVENT_STORE_URL, …). */
+  static async open(options: EventBusOptions = {}): Promise<EventBus> {
+    const { logger = consoleLogger, ...rest } = options ?? {};
+    if (typeof logger !== 'function') {
+      throw new EventBusError('INVALID_CONFIG', 'option logger must be a function');
+    }
+    const forward = (record: string): void => {
+      try {
+        logger(JSON.parse(record) as LogRecord);
+      } catch {
+        // A failing logger must not break the bus.
+      }
+    };
+    const optionsJson = nativeSync(() => {
+      try {
+        return toJson(rest, 'options');
+      } catch (err) {
+        throw new EventBusError('INVALID_CONFIG', messageOf(err));
+      }
+    });
+    const nativeBus = await native(() => binding.openBus(optionsJson, environment(), forward));
+    return new EventBus(nativeBus);
+  }
+
+  /** A handle that acts on behalf of one tenant (see `TenantEventBus`). */
+  forTenant(tenantId: string): TenantEventBus {
+    if (typeof tenantId !== 'string') throw new EventBusError('INVALID_EVENT', 'tenantId must be a string');
+    nativeSync(() => this.nativeBus.checkTenant(tenantId));
+    return TenantEventBus.create(this.nativeBus, tenantId);
+  }
+
+  /** Adds a middleware after the built-in ones; returns a function that removes it. */
+  use(middleware: Middleware): () => void {
+    if (typeof middleware !== 'function') throw new EventBusError('INVALID_EVENT', 'middleware must be a function');
+    const run = async (json: string): Promise<string | null> => {
+      const event = fromWire<PublishedEvent>(JSON.parse(json));
+      (event as { stored: boolean }).stored = false;
+      const result = await middleware(event);
+      // Returning nothing keeps the event as it is.
+      if (result === undefined || result === null) return null;
+      if (typeof result !== 'object') throw new Error(`middleware returned ${typeof result}, not an event`);
+      return toJson(publishFields(result as unknown as Record<string, unknown>), '');
+    };
+    const id = nativeSync(() => this.nativeBus.useMiddleware(run));
+    return () => {
+      this.nativeBus.removeMiddleware(id);
+    };
+  }
+
+  metrics(): EventBusMetrics {
+    return JSON.parse(nativeSync(() => this.nativeBus.metrics())) as EventBusMetrics;
+  }
+
+  get closed(): boolean {
+    return this.nativeBus.closed;
+  }
+
+  /** Drains pending publishes and deliveries, then releases native resources. Idempotent. */
+  close(): Promise<void> {
+    return native(() => this.nativeBus.close());
+  }
+}
+

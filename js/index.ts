@@ -1,0 +1,24 @@
+export { EventBus, EventBusHandle, TenantEventBus } from './event-bus';
+export { EventBusError } from './errors';
+export type { EventBusErrorCode } from './errors';
+export { EventType } from './types';
+export type {
+  BusEvent,
+  EventBusMetrics,
+  EventBusOptions,
+  EventFor,
+  EventHandler,
+  EventMap,
+  EventPage,
+  EventQuery,
+  KnownEventType,
+  LogLevel,
+  LogRecord,
+  MatchingTypes,
+  Middleware,
+  PayloadOf,
+  PublishedEvent,
+  PublishInput,
+  SubscribeOptions,
+  Subscription,
+} from './types';

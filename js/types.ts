@@ -1,0 +1,211 @@
+/** The seed application's event types. Add your own through `EventMap`. */
+export const EventType = {
+  PROJECT_CREATED: 'project.created',
+  PROJECT_UPDATED: 'project.updated',
+  PROJECT_DELETED: 'project.deleted',
+  PROJECT_STATUS_CHANGED: 'project.status_changed',
+  INTEGRATION_CREATED: 'integration.created',
+  INTEGRATION_UPDATED: 'integration.updated',
+  INTEGRATION_DELETED: 'integration.deleted',
+  INTEGRATION_STATUS_CHANGED: 'integration.status_changed',
+  USER_CREATED: 'user.created',
+  USER_UPDATED: 'user.updated',
+  USER_DELETED: 'user.deleted',
+  MENU_TYPE_CREATED: 'menu.type_created',
+  MENU_ITEM_UPDATED: 'menu.item_updated',
+  MENU_ITEM_DELETED: 'menu.item_deleted',
+  PLUGIN_INSTALLED: 'plugin.installed',
+  PLUGIN_UPDATED: 'plugin.updated',
+  PLUGIN_UNINSTALLED: 'plugin.uninstalled',
+} as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];
+
+/**
+ * Payload types by event type. Empty by default; extend it by declaration merging and `publish`,
+ * `subscribe` handlers and `getEvents` results become typed:
+ *
+ * ```ts
+ * declare module '@situs/event-bus' {
+ *   interface EventMap { 'invoice.paid': { invoiceId: string; amount: number } }
+ * }
+ * ```
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface EventMap {}
+
+/** Event types declared in `EventMap`. */
+export type KnownEventType = keyof EventMap & string;
+
+/** The payload of `K`: declared in `EventMap`, else `unknown`. */
+export type PayloadOf<K extends string> = K extends KnownEventType ? EventMap[K] : unknown;
+
+/** What `publish` takes. `id` (a UUID) is generated when omitted. */
+export interface PublishInput<K extends string = string> {
+  id?: string;
+  type: K;
+  payload: PayloadOf<K>;
+  projectId?: string;
+  tenantId?: string;
+  userId?: string;
+  metadata?: Record<string, unknown>;
+}
+
+interface EventFields<K extends string> {
+  /** UUID (v7 unless given at publish). */
+  id: string;
+  type: K;
+  payload: PayloadOf<K>;
+  timestamp: Date;
+  projectId?: string;
+  tenantId?: string;
+  userId?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** A stored event. A union over `K`, so checking `type` narrows `payload`. */
+export type BusEvent<K extends string = string> = K extends string
+  ? EventFields<K> & {
+      /** Global position in the log (increasing in commit order). */
+      position: number;
+    }
+  : never;
+
+/**
+ * What `publish` resolves with. When the bus is disabled (`enabled: false`) the event is validated
+ * but not stored: `stored` is false and `position` null.
+ */
+export type PublishedEvent<K extends string = string> = K extends string
+  ? (EventFields<K> & { position: number; stored: true }) | (EventFields<K> & { position: null; stored: false })
+  : never;
+
+type Segments<S extends string> = S extends `${infer Head}.${infer Tail}` ? [Head, ...Segments<Tail>] : [S];
+
+type SegmentsMatch<P extends string[], T extends string[]> = P extends [
+  infer PH extends string,
+  ...infer PT extends string[],
+]
+  ? PH extends '**' | '#'
+    ? true
+    : T extends [infer TH extends string, ...infer TT extends string[]]
+      ? PH extends '*' | TH
+        ? SegmentsMatch<PT, TT>
+        : false
+      : false
+  : T extends []
+    ? true
+    : false;
+
+/** The declared event types a pattern (`*` one segment, `**`/`#` the rest) matches. */
+export type MatchingTypes<P extends string> = {
+  [K in KnownEventType]: SegmentsMatch<Segments<P>, Segments<K>> extends true ? K : never;
+}[KnownEventType];
+
+/** The event a handler for pattern `P` receives: typed when `P` matches declared types. */
+export type EventFor<P extends string> = string extends P
+  ? BusEvent
+  : [MatchingTypes<P>] extends [never]
+    ? BusEvent<P>
+    : BusEvent<MatchingTypes<P>>;
+
+export type EventHandler<P extends string = string> = (event: EventFor<P>) => void | Promise<void>;
+
+export interface SubscribeOptions {
+  /** Only events of this project. */
+  projectId?: string;
+  /** Only events of this tenant (a tenant-scoped handle always filters by its own). */
+  tenantId?: string;
+}
+
+export interface Subscription {
+  unsubscribe(): void;
+  readonly active: boolean;
+}
+
+/** Middleware: return the (possibly modified) event, or throw to reject the publish (REJECTED). */
+export type Middleware = (
+  event: PublishedEvent,
+) => PublishInput | PublishedEvent | void | Promise<PublishInput | PublishedEvent | void>;
+
+export interface EventQuery<P extends string = string> {
+  /** Types or patterns. */
+  types?: P[];
+  projectId?: string;
+  tenantId?: string;
+  userId?: string;
+  /** Events after this position (exclusive). */
+  afterPosition?: number;
+  /** Events at or after this time. */
+  since?: Date | string;
+  /** Events before this time. */
+  until?: Date | string;
+  /** Page size, 1 to 1000 (default 100). */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+  order?: 'asc' | 'desc';
+}
+
+export interface EventPage<E = BusEvent> {
+  events: E[];
+  /** Pass back as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
+export interface LogRecord {
+  level: LogLevel;
+  target: string;
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+export interface EventBusOptions {
+  /** `memory:` (default for now, or EVENT_STORE_URL). */
+  storeUrl?: string;
+  /** When false, publish validates but stores and delivers nothing (EVENT_BUS_ENABLED). */
+  enabled?: boolean;
+  webhook?: {
+    /** WEBHOOK_RETRY_ATTEMPTS, default 3. */
+    retryAttempts?: number;
+    /** WEBHOOK_TIMEOUT, default 5000. */
+    timeoutMs?: number;
+    concurrency?: number;
+    allowPrivateNetworks?: boolean;
+    allowHttp?: boolean;
+  };
+  sse?: {
+    /** SSE_HEARTBEAT_INTERVAL, default 30000. */
+    heartbeatIntervalMs?: number;
+  };
+  batch?: {
+    /** Most events per group commit (default 1000). */
+    maxSize?: number;
+    /** How long a batch may wait for more publishes (default 0: take what is queued). */
+    maxDelayMs?: number;
+  };
+  validation?: {
+    /** Largest payload, in bytes of its JSON (default 1 MiB). */
+    maxPayloadBytes?: number;
+    /** JSON Schema per event type, checked on publish. */
+    schemas?: Record<string, object>;
+  };
+  security?: {
+    /** Reject events without tenantId (FORBIDDEN). */
+    requireTenant?: boolean;
+  };
+  /** Receives the core's log records (default: warnings and errors to the console). */
+  logger?: (record: LogRecord) => void;
+  /** Most verbose level sent to `logger` (default 'info'). */
+  logLevel?: LogLevel;
+}
+
+export interface EventBusMetrics {
+  published: number;
+  duplicates: number;
+  rejected: number;
+  delivered: number;
+  handlerErrors: number;
+  batches: number;
+  subscribers: number;
+}

@@ -1,0 +1,296 @@
+//! The bus: publish through the middleware chain into the batcher, subscribe through the router,
+//! read from the store, and close in order (publishes, writes, deliveries, store).
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, OnceCell};
+use tracing::{info_span, Instrument, Span};
+
+use crate::batcher::Batcher;
+use crate::config::Config;
+use crate::error::{EventBusError, Result};
+use crate::event::{Event, SharedEvent};
+use crate::log_forward::{self, LogSink, Registration};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::middleware::security::scoped_tenant;
+use crate::middleware::{Middleware, MiddlewareChain, MiddlewareId, Scope};
+use crate::pattern::Pattern;
+use crate::query::{into_page, EventFilter, Page};
+use crate::router::{Router, Sink, SubscriberFilter, Subscription};
+use crate::store::{self, Store};
+
+/// What a publish resolved with.
+#[derive(Debug, Clone)]
+pub enum Published {
+    Stored(SharedEvent),
+    /// The bus is disabled (`enabled: false`): validated, but neither stored nor delivered.
+    NotStored(Event),
+}
+
+impl Published {
+    pub fn json(&self) -> Cow<'_, str> {
+        match self {
+            Published::Stored(e) => Cow::Borrowed(e.json()),
+            Published::NotStored(e) => Cow::Owned(e.to_json(None)),
+        }
+    }
+
+    pub fn event(&self) -> &Event {
+        match self {
+            Published::Stored(e) => &e.event,
+            Published::NotStored(e) => e,
+        }
+    }
+
+    pub fn position(&self) -> Option<u64> {
+        match self {
+            Published::Stored(e) => Some(e.position),
+            Published::NotStored(_) => None,
+        }
+    }
+}
+
+/// Counts publishes in flight so `close` can wait for them; refuses new ones once closed.
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+struct GatePass<'a>(&'a Gate);
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Gate {
+    fn enter(&self) -> Result<GatePass<'_>> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let pass = GatePass(self);
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(EventBusError::closed());
+        }
+        Ok(pass)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(EventBusError::closed());
+        }
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+struct Inner {
+    config: Config,
+    span: Span,
+    chain: MiddlewareChain,
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    batcher: Batcher,
+    metrics: Arc<Metrics>,
+    gate: Gate,
+    closing: OnceCell<()>,
+    log_registration: Mutex<Option<Registration>>,
+}
+
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<Inner>,
+}
+
+impl EventBus {
+    /// Opens a bus. Must be called within a tokio runtime (its tasks are spawned there).
+    pub async fn open(config: Config, log_sink: Option<Arc<dyn LogSink>>) -> Result<EventBus> {
+        let bus_id = log_forward::next_bus_id();
+        let log_registration =
+            log_sink.map(|sink| log_forward::register(bus_id, config.log_level, sink));
+        // The root span is at error level so it is never filtered out: records below it are
+        // attributed to this bus's logger.
+        let span = tracing::error_span!("event_bus", bus = bus_id);
+        let chain = MiddlewareChain::new(&config)?;
+        let store = store::open(&config.store_url)?;
+        let metrics = Arc::new(Metrics::default());
+        let router = Router::new(metrics.clone());
+        let batcher = Batcher::spawn(
+            store.clone(),
+            router.clone(),
+            metrics.clone(),
+            config.batch.clone(),
+            span.clone(),
+        );
+        span.in_scope(|| tracing::info!(store = %config.store_url, enabled = config.enabled, "event bus opened"));
+        Ok(EventBus {
+            inner: Arc::new(Inner {
+                config,
+                span,
+                chain,
+                store,
+                router,
+                batcher,
+                metrics,
+                gate: Gate::default(),
+                closing: OnceCell::new(),
+                log_registration: Mutex::new(log_registration),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn publish_span(&self, what: &'static str, count: usize) -> Span {
+        let span = info_span!(parent: &self.inner.span, "publish", kind = what, count);
+        if span.is_disabled() {
+            self.inner.span.clone()
+        } else {
+            span
+        }
+    }
+
+    /// Validates, stores and routes one event; resolves after it is committed.
+    pub async fn publish(&self, event: Event, scope: &Scope) -> Result<Published> {
+        let span = self.publish_span("one", 1);
+        let mut out = self
+            .publish_all(vec![event], scope, false)
+            .instrument(span)
+            .await?;
+        out.pop()
+            .ok_or_else(|| EventBusError::StoreUnavailable("store returned no event".into()))
+    }
+
+    /// Publishes several events atomically: all are stored, or none (the error names the index).
+    pub async fn publish_many(&self, events: Vec<Event>, scope: &Scope) -> Result<Vec<Published>> {
+        let span = self.publish_span("many", events.len());
+        self.publish_all(events, scope, true).instrument(span).await
+    }
+
+    async fn publish_all(
+        &self,
+        events: Vec<Event>,
+        scope: &Scope,
+        indexed: bool,
+    ) -> Result<Vec<Published>> {
+        let inner = &self.inner;
+        let _pass = inner.gate.enter()?;
+        let result: Result<Vec<Event>> = async {
+            let mut accepted = Vec::with_capacity(events.len());
+            for (i, event) in events.into_iter().enumerate() {
+                let checked = inner.chain.run(event, scope).await;
+                accepted.push(if indexed {
+                    checked.map_err(|e| e.at(&format!("events[{i}]")))?
+                } else {
+                    checked?
+                });
+            }
+            Ok(accepted)
+        }
+        .await;
+        let accepted = result.inspect_err(|e| {
+            Metrics::add(&inner.metrics.rejected, 1);
+            tracing::debug!(code = e.code(), error = %e, "publish rejected");
+        })?;
+        if !inner.config.enabled || accepted.is_empty() {
+            return Ok(accepted.into_iter().map(Published::NotStored).collect());
+        }
+        let appended = inner.batcher.write(accepted).await?;
+        Ok(appended
+            .into_iter()
+            .map(|a| Published::Stored(a.event))
+            .collect())
+    }
+
+    /// Delivers matching events committed from now on to `sink`, in position order.
+    pub fn subscribe(
+        &self,
+        patterns: &[String],
+        filter: SubscriberFilter,
+        scope: &Scope,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Subscription> {
+        self.inner.gate.check_open()?;
+        let patterns = Pattern::parse_all(patterns)?;
+        let filter = SubscriberFilter {
+            tenant_id: scoped_tenant(scope, filter.tenant_id)?,
+            ..filter
+        };
+        let span = info_span!(parent: &self.inner.span, "subscriber");
+        let span = if span.is_disabled() {
+            self.inner.span.clone()
+        } else {
+            span
+        };
+        Ok(self.inner.router.subscribe(patterns, filter, sink, span))
+    }
+
+    /// Adds a user middleware after the built-ins (and after earlier user middleware).
+    pub fn use_middleware(&self, middleware: Arc<dyn Middleware>) -> Result<MiddlewareId> {
+        self.inner.gate.check_open()?;
+        Ok(self.inner.chain.add(middleware))
+    }
+
+    pub fn remove_middleware(&self, id: MiddlewareId) -> bool {
+        self.inner.chain.remove(id)
+    }
+
+    pub async fn get_events(&self, mut filter: EventFilter, scope: &Scope) -> Result<Page> {
+        self.inner.gate.check_open()?;
+        filter.tenant_id = scoped_tenant(scope, filter.tenant_id)?;
+        let query = filter.resolve()?;
+        let rows = self.inner.store.query(&query).await?;
+        Ok(into_page(rows, &query))
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner
+            .metrics
+            .snapshot(self.inner.router.subscriber_count() as u64)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.gate.check_open().is_err()
+    }
+
+    /// Waits for publishes in flight, stores and routes them, lets every subscriber finish its
+    /// queue, closes the store and releases the logger. Idempotent; later calls fail CLOSED.
+    pub async fn close(&self) {
+        let inner = &self.inner;
+        inner
+            .closing
+            .get_or_init(|| {
+                async {
+                    inner.gate.close().await;
+                    inner.batcher.shutdown().await;
+                    inner.router.drain().await;
+                    inner.store.close().await;
+                    tracing::info!("event bus closed");
+                    inner
+                        .log_registration
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take();
+                }
+                .instrument(inner.span.clone())
+            })
+            .await;
+    }
+}

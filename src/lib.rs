@@ -1,0 +1,24 @@
+//! @situs/event-bus: the Rust core (plain Rust, no napi types) and, in `napi`, the thin layer that
+//! converts between it and JavaScript.
+
+pub mod batcher;
+pub mod bus;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod log_forward;
+pub mod metrics;
+pub mod middleware;
+pub mod pattern;
+pub mod query;
+pub mod router;
+pub mod store;
+
+mod napi;
+
+pub use bus::{EventBus, Published};
+pub use config::Config;
+pub use error::{EventBusError, Result};
+pub use event::{Event, SharedEvent, StoredEvent};
+pub use middleware::{Middleware, Scope};
+pub use router::{HandlerFailure, Sink, SubscriberFilter, Subscription};

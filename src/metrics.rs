@@ -1,0 +1,52 @@
+//! Counters the bus keeps about itself. Cheap atomics, read as a snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub published: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    pub delivered: AtomicU64,
+    pub handler_errors: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSnapshot {
+    /// Events committed to the store.
+    pub published: u64,
+    /// Publishes of an existing id with identical content (answered from the store, not delivered).
+    pub duplicates: u64,
+    /// Publishes refused by validation, security or middleware.
+    pub rejected: u64,
+    /// Handler invocations that completed.
+    pub delivered: u64,
+    /// Handler invocations that threw or rejected.
+    pub handler_errors: u64,
+    /// Write batches (group commits) performed.
+    pub batches: u64,
+    pub subscribers: u64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self, subscribers: u64) -> MetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            published: get(&self.published),
+            duplicates: get(&self.duplicates),
+            rejected: get(&self.rejected),
+            delivered: get(&self.delivered),
+            handler_errors: get(&self.handler_errors),
+            batches: get(&self.batches),
+            subscribers,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Adapters from JS functions (as weak threadsafe functions, so they never keep Node alive) to the
+//! core's `Sink`, `Middleware` and `LogSink` traits. They only convert.
+
+use async_trait::async_trait;
+use napi::bindgen_prelude::{Function, Promise};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+
+use crate::error::{EventBusError, Result};
+use crate::event::{json_array, Event, SharedEvent};
+use crate::log_forward::{LogRecord, LogSink};
+use crate::middleware::{Middleware, Scope};
+use crate::router::{HandlerFailure, Sink};
+
+type Tsfn<Return> = ThreadsafeFunction<String, Return, String, Status, false, true>;
+
+pub struct JsSink {
+    tsfn: Tsfn<Promise<String>>,
+}
+
+impl JsSink {
+    pub fn new(f: &Function<String, Promise<String>>) -> napi::Result<JsSink> {
+        Ok(JsSink {
+            tsfn: f
+                .build_threadsafe_function()
+                .callee_handled::<false>()
+                .weak::<true>()
+                .build()?,
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for JsSink {
+    async fn deliver(&self, events: &[SharedEvent]) -> Vec<HandlerFailure> {
+        let batch = json_array(events.iter().map(|e| e.json()));
+        let outcome = match self.tsfn.call_async(batch).await {
+            Ok(promise) => promise.await,
+            Err(e) => Err(e),
+        };
+        let all_failed = |message: String| {
+            events
+                .iter()
+                .map(|e| HandlerFailure {
+                    position: e.position,
+                    message: message.clone(),
+                })
+                .collect()
+        };
+        match outcome {
+            Ok(failures) if failures.is_empty() => Vec::new(),
+            Ok(failures) => serde_json::from_str(&failures)
+                .unwrap_or_else(|e| all_failed(format!("unreadable handler result: {e}"))),
+            Err(e) => all_failed(e.reason),
+        }
+    }
+}
+
+pub struct JsMiddleware {
+    tsfn: Tsfn<Promise<Option<String>>>,
+}
+
+impl JsMiddleware {
+    pub fn new(f: &Function<String, Promise<Option<String>>>) -> napi::Result<JsMiddleware> {
+        Ok(JsMiddleware {
+            tsfn: f
+                .build_threadsafe_function()
+                .callee_handled::<false>()
+                .weak::<true>()
+                .build()?,
+        })
+    }
+}
+
+#[async_trait]
+impl Middleware for JsMiddleware {
+    fn name(&self) -> &str {
+        "js"
+    }
+
+    async fn process(&self, event: Event, _scope: &Scope) -> Result<Event> {
+        let rejected = |e: napi::Error| EventBusError::Rejected(e.reason);
+        let promise = self
+            .tsfn
+            .call_async(event.to_json(None))
+            .await
+            .map_err(rejected)?;
+        match promise.await.map_err(rejected)? {
+            None => Ok(event),
+            Some(json) => event.replaced_from_json(&json),
+        }
+    }
+}
+
+pub struct JsLogSink {
+    tsfn: Tsfn<()>,
+}
+
+impl JsLogSink {
+    pub fn new(f: &Function<String, ()>) -> napi::Result<JsLogSink> {
+        Ok(JsLogSink {
+            tsfn: f
+                .build_threadsafe_function()
+                .callee_handled::<false>()
+                .weak::<true>()
+                .build()?,
+        })
+    }
+}
+
+impl LogSink for JsLogSink {
+    fn log(&self, record: LogRecord) {
+        if let Ok(json) = serde_json::to_string(&record) {
+            // Logging never blocks the core; a full queue drops the record.
+            self.tsfn
+                .call(json, ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+}

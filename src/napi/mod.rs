@@ -1,0 +1,196 @@
+//! The napi layer: converts between JavaScript and the core. No behaviour lives here; every rule is
+//! in the core and tested by `cargo test`. Events cross as JSON text (the cheapest crossing
+//! measured), errors as `CODE: message` reasons that the TS wrapper turns into `EventBusError`.
+
+mod js_callbacks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{Function, Promise, PromiseRaw};
+use napi::Env;
+use napi_derive::napi;
+
+use crate::bus::{EventBus, Published};
+use crate::config::Config;
+use crate::error::EventBusError;
+use crate::event::{json_array, Event};
+use crate::log_forward::LogSink;
+use crate::middleware::security::check_scope_tenant;
+use crate::middleware::Scope;
+use crate::query::EventFilter;
+use crate::router::{SubscriberFilter, Subscription};
+use js_callbacks::{JsLogSink, JsMiddleware, JsSink};
+
+fn to_js_error(e: EventBusError) -> napi::Error {
+    napi::Error::from_reason(format!("{}: {}", e.code(), e))
+}
+
+fn callback_error(e: napi::Error) -> napi::Error {
+    napi::Error::from_reason(format!(
+        "INVALID_CONFIG: could not register callback: {}",
+        e.reason
+    ))
+}
+
+fn scope(tenant: Option<String>) -> Scope {
+    Scope { tenant_id: tenant }
+}
+
+#[napi]
+pub struct NativeBus {
+    bus: EventBus,
+}
+
+#[napi]
+pub struct NativeSubscription {
+    subscription: Subscription,
+}
+
+#[napi]
+impl NativeSubscription {
+    #[napi]
+    pub fn unsubscribe(&self) {
+        self.subscription.unsubscribe();
+    }
+}
+
+/// Opens a bus. `logger` receives each log record as a JSON string.
+#[napi(ts_return_type = "Promise<NativeBus>")]
+pub fn open_bus<'env>(
+    env: &'env Env,
+    options_json: String,
+    env_vars: HashMap<String, String>,
+    #[napi(ts_arg_type = "((record: string) => void) | undefined | null")] logger: Option<
+        Function<String, ()>,
+    >,
+) -> napi::Result<PromiseRaw<'env, NativeBus>> {
+    let sink: Option<Arc<dyn LogSink>> = match logger {
+        Some(f) => Some(Arc::new(JsLogSink::new(&f).map_err(callback_error)?)),
+        None => None,
+    };
+    env.spawn_future(async move {
+        let config = Config::resolve(&options_json, &env_vars).map_err(to_js_error)?;
+        let bus = EventBus::open(config, sink).await.map_err(to_js_error)?;
+        Ok(NativeBus { bus })
+    })
+}
+
+#[napi]
+impl NativeBus {
+    /// Publishes one event (JSON); resolves with the stored event (JSON).
+    #[napi]
+    pub async fn publish(
+        &self,
+        event_json: String,
+        tenant: Option<String>,
+    ) -> napi::Result<String> {
+        let event = Event::from_json(&event_json).map_err(to_js_error)?;
+        let published = self
+            .bus
+            .publish(event, &scope(tenant))
+            .await
+            .map_err(to_js_error)?;
+        Ok(published.json().into_owned())
+    }
+
+    /// Publishes a JSON array of events atomically; resolves with a JSON array.
+    #[napi]
+    pub async fn publish_many(
+        &self,
+        events_json: String,
+        tenant: Option<String>,
+    ) -> napi::Result<String> {
+        let events = Event::many_from_json(&events_json).map_err(to_js_error)?;
+        let published = self
+            .bus
+            .publish_many(events, &scope(tenant))
+            .await
+            .map_err(to_js_error)?;
+        let rendered: Vec<_> = published.iter().map(Published::json).collect();
+        Ok(json_array(rendered.iter().map(|j| j.as_ref())))
+    }
+
+    /// `handler` receives a JSON array of events and resolves with a JSON array of failures
+    /// (`[{ position, message }]`, or an empty string when none failed).
+    #[napi]
+    pub fn subscribe(
+        &self,
+        patterns: Vec<String>,
+        options_json: String,
+        tenant: Option<String>,
+        #[napi(ts_arg_type = "(eventsJson: string) => Promise<string>")] handler: Function<
+            String,
+            Promise<String>,
+        >,
+    ) -> napi::Result<NativeSubscription> {
+        let sink = Arc::new(JsSink::new(&handler).map_err(callback_error)?);
+        let filter = SubscriberFilter::from_json(&options_json).map_err(to_js_error)?;
+        let subscription = self
+            .bus
+            .subscribe(&patterns, filter, &scope(tenant), sink)
+            .map_err(to_js_error)?;
+        Ok(NativeSubscription { subscription })
+    }
+
+    /// `middleware` receives an event (JSON) and resolves with the replacement (JSON), or null to
+    /// keep it; a rejection rejects the publish.
+    #[napi]
+    pub fn use_middleware(
+        &self,
+        #[napi(ts_arg_type = "(eventJson: string) => Promise<string | null>")] middleware: Function<
+            String,
+            Promise<Option<String>>,
+        >,
+    ) -> napi::Result<u32> {
+        let m = Arc::new(JsMiddleware::new(&middleware).map_err(callback_error)?);
+        let id = self.bus.use_middleware(m).map_err(to_js_error)?;
+        Ok(id as u32)
+    }
+
+    /// Checks a tenant id for `forTenant` by the same rules as an event's tenantId.
+    #[napi]
+    pub fn check_tenant(&self, tenant: String) -> napi::Result<()> {
+        check_scope_tenant(&tenant).map_err(to_js_error)
+    }
+
+    #[napi]
+    pub fn remove_middleware(&self, id: u32) -> bool {
+        self.bus.remove_middleware(u64::from(id))
+    }
+
+    /// Resolves with `{ "events": [...], "nextCursor": string | null }` as JSON.
+    #[napi]
+    pub async fn get_events(
+        &self,
+        filter_json: String,
+        tenant: Option<String>,
+    ) -> napi::Result<String> {
+        let filter = EventFilter::from_json(&filter_json).map_err(to_js_error)?;
+        let page = self
+            .bus
+            .get_events(filter, &scope(tenant))
+            .await
+            .map_err(to_js_error)?;
+        let events = json_array(page.events.iter().map(|e| e.json()));
+        let cursor = serde_json::to_string(&page.next_cursor)
+            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+        Ok(format!(r#"{{"events":{events},"nextCursor":{cursor}}}"#))
+    }
+
+    #[napi]
+    pub fn metrics(&self) -> napi::Result<String> {
+        serde_json::to_string(&self.bus.metrics())
+            .map_err(|e| napi::Error::from_reason(e.to_string()))
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.bus.is_closed()
+    }
+
+    #[napi]
+    pub async fn close(&self) {
+        self.bus.close().await;
+    }
+}
