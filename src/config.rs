@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{EventBusError, Result};
-use crate::event::describe_json_error;
+use crate::event::{describe_json_error, is_json_object};
 
 /// Environment variables the bus reads (names from the seed application).
 pub const ENV_VARS: [&str; 5] = [
@@ -205,6 +205,9 @@ fn env_number<T: std::str::FromStr>(
 impl Config {
     /// Resolves JSON options (`{}` for none) over the given environment variables.
     pub fn resolve(options_json: &str, env: &HashMap<String, String>) -> Result<Config> {
+        if !is_json_object(options_json) {
+            return Err(invalid("options must be an object".into()));
+        }
         let de = &mut serde_json::Deserializer::from_str(options_json);
         let options: Options = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -367,12 +370,13 @@ mod tests {
 
     #[test]
     fn bad_options_and_environment_name_the_setting() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (r#"{"bogus":1}"#, &[], "unknown field `bogus`"),
             (
                 r#"{"batch":{"maxsize":1}}"#,
                 &[],
-                "option batch: unknown field `maxsize`",
+                "option batch.maxsize: unknown field `maxsize`",
             ),
             (r#"{"enabled":"yes"}"#, &[], "option enabled: invalid type"),
             (
@@ -405,7 +409,7 @@ mod tests {
                 &[("WEBHOOK_RETRY_ATTEMPTS", "99")],
                 "WEBHOOK_RETRY_ATTEMPTS must be between 0 and 20",
             ),
-            ("[]", &[], "options: invalid type"),
+            ("[]", &[], "options must be an object"),
         ];
         for (json, vars, expected) in cases {
             let err = Config::resolve(json, &env(vars)).expect_err(json);

@@ -134,6 +134,11 @@ pub(crate) fn describe_json_error(err: &serde_json::Error) -> String {
     }
 }
 
+/// serde accepts a JSON array for a struct; callers' option objects must really be objects.
+pub(crate) fn is_json_object(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
 fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

@@ -14,6 +14,7 @@ pub mod query;
 pub mod router;
 pub mod store;
 
+#[cfg(feature = "napi")]
 mod napi;
 
 pub use bus::{EventBus, Published};

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::error::{EventBusError, Result};
-use crate::event::{describe_json_error, SharedEvent};
+use crate::event::{describe_json_error, is_json_object, SharedEvent};
 use crate::pattern::{any_matches, Pattern};
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -82,6 +82,11 @@ pub struct Page {
 
 impl EventFilter {
     pub fn from_json(text: &str) -> Result<EventFilter> {
+        if !is_json_object(text) {
+            return Err(EventBusError::InvalidEvent(
+                "filter must be an object".into(),
+            ));
+        }
         let de = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();

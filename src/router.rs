@@ -43,6 +43,11 @@ pub struct SubscriberFilter {
 
 impl SubscriberFilter {
     pub fn from_json(text: &str) -> crate::error::Result<SubscriberFilter> {
+        if !crate::event::is_json_object(text) {
+            return Err(crate::error::EventBusError::InvalidEvent(
+                "subscribe options must be an object".into(),
+            ));
+        }
         serde_json::from_str(text).map_err(|e| {
             crate::error::EventBusError::InvalidEvent(format!(
                 "subscribe options: {}",

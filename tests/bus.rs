@@ -1,0 +1,577 @@
+//! The bus end to end in Rust, without Node: ordering, idempotency, atomicity, middleware order,
+//! tenant scoping, disabled mode, close and unsubscribe.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use common::{event, open, typed, Recorder};
+use serde_json::json;
+use situs_event_bus::query::EventFilter;
+use situs_event_bus::{Event, EventBusError, Middleware, Published, Scope, SubscriberFilter};
+
+fn all() -> Scope {
+    Scope::default()
+}
+
+fn subscribe(
+    bus: &situs_event_bus::EventBus,
+    pattern: &str,
+    recorder: &Recorder,
+) -> situs_event_bus::Subscription {
+    bus.subscribe(
+        &[pattern.to_string()],
+        SubscriberFilter::default(),
+        &all(),
+        Arc::new(recorder.clone()),
+    )
+    .expect("subscribes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_are_seen_in_position_order_exactly_once() {
+    let bus = open("{}").await;
+    let recorders: Vec<Recorder> = (0..3).map(|_| Recorder::default()).collect();
+    for r in &recorders {
+        subscribe(&bus, "**", r);
+    }
+    let publishers = 16;
+    let per_publisher = 200;
+    let mut tasks = Vec::new();
+    for p in 0..publishers {
+        let bus = bus.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut positions = Vec::new();
+            for i in 0..per_publisher {
+                let e = typed("order.placed", json!({ "publisher": p, "seq": i }));
+                let published = bus.publish(e, &Scope::default()).await.expect("publish");
+                positions.push(published.position().expect("stored"));
+            }
+            positions
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        let positions = t.await.expect("task");
+        // Each publisher's own awaited publishes get increasing positions.
+        assert!(positions.windows(2).all(|w| w[0] < w[1]));
+        acknowledged.extend(positions);
+    }
+    let total = publishers * per_publisher;
+    assert_eq!(acknowledged.iter().collect::<HashSet<_>>().len(), total);
+    bus.close().await;
+    for r in &recorders {
+        let seen = r.positions();
+        assert_eq!(seen.len(), total, "every event once");
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "strictly increasing positions"
+        );
+        assert_eq!(
+            seen,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "dense positions, none missed"
+        );
+    }
+    // Per publisher, events arrive in the order they were published.
+    let seen = recorders[0].seen.lock().expect("lock").clone();
+    for p in 0..publishers {
+        let seqs: Vec<i64> = seen
+            .iter()
+            .filter_map(|e| {
+                let v: serde_json::Value = serde_json::from_str(e.event.payload.get()).ok()?;
+                (v["publisher"] == p).then(|| v["seq"].as_i64()).flatten()
+            })
+            .collect();
+        assert_eq!(seqs, (0..per_publisher as i64).collect::<Vec<_>>());
+    }
+    assert!(
+        bus.metrics().batches < total as u64,
+        "concurrent publishes share group commits"
+    );
+}
+
+#[tokio::test]
+async fn republishing_an_id_is_idempotent_and_different_content_is_refused() {
+    let bus = open("{}").await;
+    let recorder = Recorder::default();
+    subscribe(&bus, "**", &recorder);
+    let id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    let first = bus
+        .publish(
+            event(&format!(
+                r#"{{"id":"{id}","type":"a.b","payload":{{"x":1,"y":2}}}}"#
+            )),
+            &all(),
+        )
+        .await
+        .expect("first");
+    let again = bus
+        .publish(
+            event(&format!(
+                r#"{{"id":"{id}","type":"a.b","payload":{{"y":2,"x":1}}}}"#
+            )),
+            &all(),
+        )
+        .await
+        .expect("identical retry");
+    assert_eq!(first.position(), again.position());
+    assert_eq!(
+        first.event().timestamp,
+        again.event().timestamp,
+        "the stored event is returned"
+    );
+    let err = bus
+        .publish(
+            event(&format!(
+                r#"{{"id":"{id}","type":"a.b","payload":{{"x":2}}}}"#
+            )),
+            &all(),
+        )
+        .await
+        .expect_err("different content");
+    assert_eq!(err.code(), "DUPLICATE_EVENT");
+    assert!(err.to_string().contains(id), "{err}");
+    bus.close().await;
+    assert_eq!(recorder.count(), 1, "a retry delivers nothing");
+    let m = bus.metrics();
+    assert_eq!((m.published, m.duplicates), (1, 1));
+}
+
+#[tokio::test]
+async fn publish_many_is_atomic_and_names_the_bad_index() {
+    let bus = open("{}").await;
+    let recorder = Recorder::default();
+    subscribe(&bus, "**", &recorder);
+    let existing = bus
+        .publish(typed("a.b", json!(1)), &all())
+        .await
+        .expect("seed");
+    let id = existing.event().id;
+
+    let bad_type = vec![
+        typed("a.b", json!(1)),
+        typed("a.c", json!(2)),
+        typed("Bad", json!(3)),
+    ];
+    let err = bus
+        .publish_many(bad_type, &all())
+        .await
+        .expect_err("invalid type");
+    assert_eq!(err.code(), "INVALID_EVENT");
+    assert!(
+        err.to_string().starts_with("events[2].type must match"),
+        "{err}"
+    );
+
+    // A duplicate detected by the store also fails the whole request.
+    let dup = vec![
+        typed("a.b", json!(4)),
+        event(&format!(r#"{{"id":"{id}","type":"a.b","payload":99}}"#)),
+    ];
+    let err = bus.publish_many(dup, &all()).await.expect_err("duplicate");
+    assert_eq!(err.code(), "DUPLICATE_EVENT");
+    assert!(err.to_string().starts_with("events[1]: "), "{err}");
+
+    let page = bus
+        .get_events(EventFilter::default(), &all())
+        .await
+        .expect("query");
+    assert_eq!(
+        page.events.len(),
+        1,
+        "nothing of the failed batches was stored"
+    );
+
+    let ok = bus
+        .publish_many(vec![typed("a.b", json!(5)), typed("a.c", json!(6))], &all())
+        .await
+        .expect("ok");
+    assert_eq!(
+        ok.iter().map(Published::position).collect::<Vec<_>>(),
+        vec![Some(2), Some(3)]
+    );
+    bus.close().await;
+    assert_eq!(recorder.positions(), vec![1, 2, 3]);
+}
+
+/// Appends its name to the payload (an array) so the order of middleware is visible.
+struct Tag(&'static str, Arc<Mutex<Vec<String>>>);
+
+#[async_trait]
+impl Middleware for Tag {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    async fn process(&self, mut e: Event, _scope: &Scope) -> situs_event_bus::Result<Event> {
+        self.1.lock().expect("lock").push(self.0.to_string());
+        let mut payload: Vec<String> = serde_json::from_str(e.payload.get()).unwrap_or_default();
+        payload.push(self.0.to_string());
+        e.payload = serde_json::value::to_raw_value(&payload).expect("raw");
+        if self.0 == "reject" {
+            return Err(EventBusError::Rejected("no thanks".into()));
+        }
+        if self.0 == "retype" {
+            e.event_type = "Not Valid".into();
+        }
+        Ok(e)
+    }
+}
+
+#[tokio::test]
+async fn middleware_runs_after_builtins_in_registration_order_and_is_rechecked() {
+    let bus = open("{}").await;
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let first = bus
+        .use_middleware(Arc::new(Tag("first", calls.clone())))
+        .expect("use");
+    bus.use_middleware(Arc::new(Tag("second", calls.clone())))
+        .expect("use");
+
+    let e = bus
+        .publish(typed("a.b", json!([])), &all())
+        .await
+        .expect("publish");
+    assert_eq!(e.event().payload.get(), r#"["first","second"]"#);
+
+    // Built-in validation runs first: an invalid event never reaches user middleware.
+    calls.lock().expect("lock").clear();
+    let err = bus
+        .publish(typed("Invalid", json!([])), &all())
+        .await
+        .expect_err("invalid");
+    assert_eq!(err.code(), "INVALID_EVENT");
+    assert!(calls.lock().expect("lock").is_empty());
+
+    // What middleware returns is validated again.
+    let retype = bus
+        .use_middleware(Arc::new(Tag("retype", calls.clone())))
+        .expect("use");
+    let err = bus
+        .publish(typed("a.b", json!([])), &all())
+        .await
+        .expect_err("re-validated");
+    assert_eq!(err.code(), "INVALID_EVENT");
+    assert!(bus.remove_middleware(retype));
+
+    bus.use_middleware(Arc::new(Tag("reject", calls.clone())))
+        .expect("use");
+    let err = bus
+        .publish(typed("a.b", json!([])), &all())
+        .await
+        .expect_err("rejected");
+    assert_eq!(err, EventBusError::Rejected("no thanks".into()));
+
+    assert!(bus.remove_middleware(first));
+    assert!(!bus.remove_middleware(first));
+    let page = bus
+        .get_events(EventFilter::default(), &all())
+        .await
+        .expect("query");
+    assert_eq!(page.events.len(), 1, "rejected publishes store nothing");
+    bus.close().await;
+}
+
+#[tokio::test]
+async fn tenant_scope_stamps_refuses_and_filters() {
+    let bus = open(r#"{"security":{"requireTenant":true}}"#).await;
+    let acme = Scope::tenant("acme");
+    let err = bus
+        .publish(typed("a.b", json!(1)), &all())
+        .await
+        .expect_err("tenant required");
+    assert_eq!(err.code(), "FORBIDDEN");
+
+    let stamped = bus
+        .publish(typed("a.b", json!(1)), &acme)
+        .await
+        .expect("stamped");
+    assert_eq!(stamped.event().tenant_id.as_deref(), Some("acme"));
+    bus.publish(
+        event(r#"{"type":"a.b","payload":2,"tenantId":"globex"}"#),
+        &all(),
+    )
+    .await
+    .expect("other tenant");
+    let err = bus
+        .publish(
+            event(r#"{"type":"a.b","payload":3,"tenantId":"globex"}"#),
+            &acme,
+        )
+        .await
+        .expect_err("foreign tenant");
+    assert_eq!(err.code(), "FORBIDDEN");
+
+    let recorder = Recorder::default();
+    bus.subscribe(
+        &["**".into()],
+        SubscriberFilter::default(),
+        &acme,
+        Arc::new(recorder.clone()),
+    )
+    .expect("scoped");
+    let foreign = SubscriberFilter {
+        tenant_id: Some("globex".into()),
+        project_id: None,
+    };
+    let err = bus
+        .subscribe(
+            &["**".into()],
+            foreign,
+            &acme,
+            Arc::new(Recorder::default()),
+        )
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), "FORBIDDEN");
+    bus.publish(
+        event(r#"{"type":"a.b","payload":4,"tenantId":"globex"}"#),
+        &all(),
+    )
+    .await
+    .expect("globex");
+    bus.publish(typed("a.c", json!(5)), &acme)
+        .await
+        .expect("acme");
+
+    let page = bus
+        .get_events(EventFilter::default(), &acme)
+        .await
+        .expect("scoped query");
+    assert!(page
+        .events
+        .iter()
+        .all(|e| e.event.tenant_id.as_deref() == Some("acme")));
+    assert_eq!(page.events.len(), 2);
+    let err = bus
+        .get_events(
+            EventFilter {
+                tenant_id: Some("globex".into()),
+                ..Default::default()
+            },
+            &acme,
+        )
+        .await
+        .err()
+        .expect("foreign query");
+    assert_eq!(err.code(), "FORBIDDEN");
+    bus.close().await;
+    assert_eq!(recorder.types(), vec!["a.c"]);
+}
+
+#[tokio::test]
+async fn disabled_bus_validates_but_stores_and_delivers_nothing() {
+    let bus = open(r#"{"enabled":false}"#).await;
+    let recorder = Recorder::default();
+    subscribe(&bus, "**", &recorder);
+    let e = bus
+        .publish(typed("a.b", json!(1)), &all())
+        .await
+        .expect("accepted");
+    assert!(matches!(e, Published::NotStored(_)));
+    assert_eq!(e.position(), None);
+    assert!(e.json().contains(r#""position":null"#));
+    assert_eq!(
+        bus.publish(typed("Bad", json!(1)), &all())
+            .await
+            .expect_err("validated")
+            .code(),
+        "INVALID_EVENT"
+    );
+    assert!(bus
+        .get_events(EventFilter::default(), &all())
+        .await
+        .expect("query")
+        .events
+        .is_empty());
+    bus.close().await;
+    assert_eq!(recorder.count(), 0);
+}
+
+#[tokio::test]
+async fn patterns_filters_and_failing_handlers() {
+    let bus = open("{}").await;
+    let projects = Recorder::default();
+    let p1 = Recorder::default();
+    let failing = Recorder::default();
+    subscribe(&bus, "project.*", &projects);
+    bus.subscribe(
+        &["project.**".into(), "user.created".into()],
+        SubscriberFilter {
+            project_id: Some("p1".into()),
+            tenant_id: None,
+        },
+        &all(),
+        Arc::new(p1.clone()),
+    )
+    .expect("filtered");
+    subscribe(&bus, "**", &failing);
+    for json in [
+        r#"{"type":"project.created","payload":1,"projectId":"p1"}"#,
+        r#"{"type":"project.created","payload":{"fail":true},"projectId":"p2"}"#,
+        r#"{"type":"project.status.changed","payload":3,"projectId":"p1"}"#,
+        r#"{"type":"user.created","payload":4,"projectId":"p1"}"#,
+        r#"{"type":"user.deleted","payload":5,"projectId":"p1"}"#,
+    ] {
+        bus.publish(event(json), &all()).await.expect("publish");
+    }
+    let err = bus
+        .subscribe(
+            &["a..b".into()],
+            SubscriberFilter::default(),
+            &all(),
+            Arc::new(Recorder::default()),
+        )
+        .err()
+        .expect("invalid pattern");
+    assert_eq!(err.code(), "INVALID_EVENT");
+    bus.close().await;
+    assert_eq!(projects.positions(), vec![1, 2]);
+    assert_eq!(p1.positions(), vec![1, 3, 4]);
+    assert_eq!(
+        failing.positions(),
+        vec![1, 2, 3, 4, 5],
+        "a failing handler does not stop delivery"
+    );
+    assert_eq!(
+        bus.metrics().handler_errors,
+        2,
+        "both subscribers of the failing event counted it"
+    );
+}
+
+#[tokio::test]
+async fn unsubscribe_stops_delivery_and_close_drains_then_refuses() {
+    let bus = open("{}").await;
+    let kept = Recorder {
+        delay: Some(std::time::Duration::from_millis(2)),
+        ..Default::default()
+    };
+    let dropped = Recorder::default();
+    subscribe(&bus, "**", &kept);
+    let sub = subscribe(&bus, "**", &dropped);
+    bus.publish(typed("a.b", json!(1)), &all())
+        .await
+        .expect("publish");
+    dropped.wait_for(1).await;
+    sub.unsubscribe();
+    assert!(!sub.is_active());
+    for i in 0..50 {
+        bus.publish(typed("a.b", json!(i)), &all())
+            .await
+            .expect("publish");
+    }
+    // close waits for the slow subscriber's queue, so everything acknowledged was delivered.
+    bus.close().await;
+    assert_eq!(kept.count(), 51);
+    assert_eq!(dropped.count(), 1);
+    assert!(
+        kept.batches.lock().expect("lock").iter().any(|&n| n > 1),
+        "deliveries are batched"
+    );
+    assert!(bus.is_closed());
+    assert_eq!(
+        bus.publish(typed("a.b", json!(1)), &all())
+            .await
+            .expect_err("closed")
+            .code(),
+        "CLOSED"
+    );
+    let err = bus
+        .get_events(EventFilter::default(), &all())
+        .await
+        .err()
+        .expect("closed");
+    assert_eq!(err.code(), "CLOSED");
+    bus.close().await; // idempotent
+}
+
+#[tokio::test]
+async fn queries_filter_page_and_order() {
+    let bus = open("{}").await;
+    for i in 0..25 {
+        let project = if i % 2 == 0 { "even" } else { "odd" };
+        let t = if i % 5 == 0 {
+            "user.created"
+        } else {
+            "project.updated"
+        };
+        bus.publish(
+            event(&format!(
+                r#"{{"type":"{t}","payload":{i},"projectId":"{project}","userId":"u{}"}}"#,
+                i % 3
+            )),
+            &all(),
+        )
+        .await
+        .expect("publish");
+    }
+    let q = |json: &str| EventFilter::from_json(json).expect("filter");
+    let page = bus
+        .get_events(q(r#"{"projectId":"even","limit":5}"#), &all())
+        .await
+        .expect("page 1");
+    assert_eq!(
+        page.events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 3, 5, 7, 9]
+    );
+    let cursor = page.next_cursor.expect("more");
+    let page = bus
+        .get_events(
+            q(&format!(
+                r#"{{"projectId":"even","limit":5,"cursor":"{cursor}"}}"#
+            )),
+            &all(),
+        )
+        .await
+        .expect("page 2");
+    assert_eq!(page.events.first().map(|e| e.position), Some(11));
+    let mut all_even = 10;
+    let mut cursor = page.next_cursor;
+    while let Some(c) = cursor {
+        let p = bus
+            .get_events(
+                q(&format!(
+                    r#"{{"projectId":"even","limit":5,"cursor":"{c}"}}"#
+                )),
+                &all(),
+            )
+            .await
+            .expect("page");
+        all_even += p.events.len();
+        cursor = p.next_cursor;
+    }
+    assert_eq!(all_even, 13);
+
+    let users = bus
+        .get_events(q(r#"{"types":["user.*"],"order":"desc"}"#), &all())
+        .await
+        .expect("desc");
+    assert_eq!(
+        users.events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![21, 16, 11, 6, 1]
+    );
+    let after = bus
+        .get_events(q(r#"{"afterPosition":20,"userId":"u0"}"#), &all())
+        .await
+        .expect("after");
+    assert_eq!(
+        after.events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![22, 25]
+    );
+    assert!(after.next_cursor.is_none());
+    let future = bus
+        .get_events(q(r#"{"since":"2999-01-01T00:00:00Z"}"#), &all())
+        .await
+        .expect("since");
+    assert!(future.events.is_empty());
+    let past = bus
+        .get_events(q(r#"{"until":"2000-01-01T00:00:00Z"}"#), &all())
+        .await
+        .expect("until");
+    assert!(past.events.is_empty());
+    bus.close().await;
+}
