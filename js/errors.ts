@@ -35,8 +35,9 @@ export class EventBusError extends Error {
 
 /** The native layer reports errors as `CODE: message`; anything else is passed through. */
 export function fromNative(err: unknown): unknown {
-  if (err instanceof EventBusError || !(err instanceof Error)) return err;
-  const match = /^([A-Z_]+): ([\s\S]*)$/.exec(err.message);
+  // Not `instanceof Error`: native errors may come from another realm (vm contexts, jest).
+  if (err instanceof EventBusError || typeof (err as Error | null)?.message !== 'string') return err;
+  const match = /^([A-Z_]+): ([\s\S]*)$/.exec((err as Error).message);
   if (match && CODES.has(match[1])) {
     return new EventBusError(match[1] as EventBusErrorCode, match[2]);
   }
@@ -61,7 +62,8 @@ export function nativeSync<T>(call: () => T): T {
 }
 
 export function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message;
+  const message = (err as Error | null)?.message;
+  if (typeof message === 'string') return message;
   try {
     return String(err);
   } catch {

@@ -206,6 +206,9 @@ export interface EventBusMetrics {
   rejected: number;
   delivered: number;
   handlerErrors: number;
+  /** Group commits performed. */
   batches: number;
+  /** Crossings into subscribers' handlers (each carries one or more events). */
+  deliveryBatches: number;
   subscribers: number;
 }

@@ -52,7 +52,7 @@ impl Published {
     }
 }
 
-/// Counts publishes in flight so `close` can wait for them; refuses new ones once closed.
+/// Counts operations in flight so `close` can wait for them; refuses new ones once closed.
 #[derive(Default)]
 struct Gate {
     closed: AtomicBool,
@@ -60,31 +60,18 @@ struct Gate {
     idle: Notify,
 }
 
-struct GatePass<'a>(&'a Gate);
-
-impl Drop for GatePass<'_> {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 impl Gate {
-    fn enter(&self) -> Result<GatePass<'_>> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let pass = GatePass(self);
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(EventBusError::closed());
-        }
-        Ok(pass)
-    }
-
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(EventBusError::closed());
         }
         Ok(())
+    }
+
+    fn leave(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     async fn close(&self) {
@@ -96,6 +83,50 @@ impl Gate {
             }
             idle.await;
         }
+    }
+}
+
+/// An operation admitted before `close`: close waits for it to finish. Taken synchronously when
+/// a caller starts an operation (e.g. the moment JS calls `publish`), so a publish started before
+/// `close()` is drained, never refused, even if its future only runs later.
+pub struct Admitted {
+    bus: EventBus,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.bus.inner.gate.leave();
+    }
+}
+
+impl Admitted {
+    /// Validates, stores and routes one event; resolves after it is committed.
+    pub async fn publish(self, event: Event, scope: &Scope) -> Result<Published> {
+        let span = self.bus.publish_span("one", 1);
+        let mut out = self
+            .bus
+            .publish_all(vec![event], scope, false)
+            .instrument(span)
+            .await?;
+        out.pop()
+            .ok_or_else(|| EventBusError::StoreUnavailable("store returned no event".into()))
+    }
+
+    /// Publishes several events atomically: all are stored, or none (the error names the index).
+    pub async fn publish_many(self, events: Vec<Event>, scope: &Scope) -> Result<Vec<Published>> {
+        let span = self.bus.publish_span("many", events.len());
+        self.bus
+            .publish_all(events, scope, true)
+            .instrument(span)
+            .await
+    }
+
+    pub async fn get_events(self, mut filter: EventFilter, scope: &Scope) -> Result<Page> {
+        let inner = &self.bus.inner;
+        filter.tenant_id = scoped_tenant(scope, filter.tenant_id)?;
+        let query = filter.resolve()?;
+        let rows = inner.store.query(&query).await?;
+        Ok(into_page(rows, &query))
     }
 }
 
@@ -167,21 +198,22 @@ impl EventBus {
         }
     }
 
+    /// Admits an operation now (fails CLOSED once `close` has begun); see [`Admitted`].
+    pub fn admit(&self) -> Result<Admitted> {
+        self.inner.gate.in_flight.fetch_add(1, Ordering::SeqCst);
+        let admitted = Admitted { bus: self.clone() };
+        self.inner.gate.check_open()?;
+        Ok(admitted)
+    }
+
     /// Validates, stores and routes one event; resolves after it is committed.
     pub async fn publish(&self, event: Event, scope: &Scope) -> Result<Published> {
-        let span = self.publish_span("one", 1);
-        let mut out = self
-            .publish_all(vec![event], scope, false)
-            .instrument(span)
-            .await?;
-        out.pop()
-            .ok_or_else(|| EventBusError::StoreUnavailable("store returned no event".into()))
+        self.admit()?.publish(event, scope).await
     }
 
     /// Publishes several events atomically: all are stored, or none (the error names the index).
     pub async fn publish_many(&self, events: Vec<Event>, scope: &Scope) -> Result<Vec<Published>> {
-        let span = self.publish_span("many", events.len());
-        self.publish_all(events, scope, true).instrument(span).await
+        self.admit()?.publish_many(events, scope).await
     }
 
     async fn publish_all(
@@ -191,7 +223,6 @@ impl EventBus {
         indexed: bool,
     ) -> Result<Vec<Published>> {
         let inner = &self.inner;
-        let _pass = inner.gate.enter()?;
         let result: Result<Vec<Event>> = async {
             let mut accepted = Vec::with_capacity(events.len());
             for (i, event) in events.into_iter().enumerate() {
@@ -252,12 +283,8 @@ impl EventBus {
         self.inner.chain.remove(id)
     }
 
-    pub async fn get_events(&self, mut filter: EventFilter, scope: &Scope) -> Result<Page> {
-        self.inner.gate.check_open()?;
-        filter.tenant_id = scoped_tenant(scope, filter.tenant_id)?;
-        let query = filter.resolve()?;
-        let rows = self.inner.store.query(&query).await?;
-        Ok(into_page(rows, &query))
+    pub async fn get_events(&self, filter: EventFilter, scope: &Scope) -> Result<Page> {
+        self.admit()?.get_events(filter, scope).await
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
@@ -270,7 +297,7 @@ impl EventBus {
         self.inner.gate.check_open().is_err()
     }
 
-    /// Waits for publishes in flight, stores and routes them, lets every subscriber finish its
+    /// Waits for operations in flight (publishes, queries), stores and routes them, lets every subscriber finish its
     /// queue, closes the store and releases the logger. Idempotent; later calls fail CLOSED.
     pub async fn close(&self) {
         let inner = &self.inner;

@@ -180,6 +180,11 @@ impl Event {
     }
 
     fn parse(text: &str) -> Result<(Event, bool)> {
+        if !is_json_object(text) {
+            return Err(EventBusError::InvalidEvent(
+                "event must be an object".into(),
+            ));
+        }
         let input: EventInput = serde_json::from_str(text).map_err(|e| {
             let msg = describe_json_error(&e);
             match msg.strip_prefix("unknown field ") {

@@ -12,6 +12,7 @@ pub struct Metrics {
     pub delivered: AtomicU64,
     pub handler_errors: AtomicU64,
     pub batches: AtomicU64,
+    pub delivery_batches: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,6 +30,8 @@ pub struct MetricsSnapshot {
     pub handler_errors: u64,
     /// Write batches (group commits) performed.
     pub batches: u64,
+    /// Calls into subscribers' sinks (each carries one or more events).
+    pub delivery_batches: u64,
     pub subscribers: u64,
 }
 
@@ -46,6 +49,7 @@ impl Metrics {
             delivered: get(&self.delivered),
             handler_errors: get(&self.handler_errors),
             batches: get(&self.batches),
+            delivery_batches: get(&self.delivery_batches),
             subscribers,
         }
     }

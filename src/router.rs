@@ -226,6 +226,7 @@ async fn deliver_loop(
             break;
         }
         let failures = sink.deliver(&batch).await;
+        Metrics::add(&metrics.delivery_batches, 1);
         Metrics::add(
             &metrics.delivered,
             (batch.len() - failures.len().min(batch.len())) as u64,

@@ -78,37 +78,46 @@ pub fn open_bus<'env>(
 
 #[napi]
 impl NativeBus {
+    // publish, publishMany and getEvents are admitted synchronously, when JS calls them, so a
+    // call made before `close()` is drained rather than refused; the work runs on tokio.
+
     /// Publishes one event (JSON); resolves with the stored event (JSON).
-    #[napi]
-    pub async fn publish(
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn publish<'env>(
         &self,
+        env: &'env Env,
         event_json: String,
         tenant: Option<String>,
-    ) -> napi::Result<String> {
-        let event = Event::from_json(&event_json).map_err(to_js_error)?;
-        let published = self
-            .bus
-            .publish(event, &scope(tenant))
-            .await
-            .map_err(to_js_error)?;
-        Ok(published.json().into_owned())
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let admitted = self.bus.admit().map_err(to_js_error)?;
+        env.spawn_future(async move {
+            let event = Event::from_json(&event_json).map_err(to_js_error)?;
+            let published = admitted
+                .publish(event, &scope(tenant))
+                .await
+                .map_err(to_js_error)?;
+            Ok(published.json().into_owned())
+        })
     }
 
     /// Publishes a JSON array of events atomically; resolves with a JSON array.
-    #[napi]
-    pub async fn publish_many(
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn publish_many<'env>(
         &self,
+        env: &'env Env,
         events_json: String,
         tenant: Option<String>,
-    ) -> napi::Result<String> {
-        let events = Event::many_from_json(&events_json).map_err(to_js_error)?;
-        let published = self
-            .bus
-            .publish_many(events, &scope(tenant))
-            .await
-            .map_err(to_js_error)?;
-        let rendered: Vec<_> = published.iter().map(Published::json).collect();
-        Ok(json_array(rendered.iter().map(|j| j.as_ref())))
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let admitted = self.bus.admit().map_err(to_js_error)?;
+        env.spawn_future(async move {
+            let events = Event::many_from_json(&events_json).map_err(to_js_error)?;
+            let published = admitted
+                .publish_many(events, &scope(tenant))
+                .await
+                .map_err(to_js_error)?;
+            let rendered: Vec<_> = published.iter().map(Published::json).collect();
+            Ok(json_array(rendered.iter().map(|j| j.as_ref())))
+        })
     }
 
     /// `handler` receives a JSON array of events and resolves with a JSON array of failures
@@ -160,22 +169,25 @@ impl NativeBus {
     }
 
     /// Resolves with `{ "events": [...], "nextCursor": string | null }` as JSON.
-    #[napi]
-    pub async fn get_events(
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn get_events<'env>(
         &self,
+        env: &'env Env,
         filter_json: String,
         tenant: Option<String>,
-    ) -> napi::Result<String> {
-        let filter = EventFilter::from_json(&filter_json).map_err(to_js_error)?;
-        let page = self
-            .bus
-            .get_events(filter, &scope(tenant))
-            .await
-            .map_err(to_js_error)?;
-        let events = json_array(page.events.iter().map(|e| e.json()));
-        let cursor = serde_json::to_string(&page.next_cursor)
-            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
-        Ok(format!(r#"{{"events":{events},"nextCursor":{cursor}}}"#))
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let admitted = self.bus.admit().map_err(to_js_error)?;
+        env.spawn_future(async move {
+            let filter = EventFilter::from_json(&filter_json).map_err(to_js_error)?;
+            let page = admitted
+                .get_events(filter, &scope(tenant))
+                .await
+                .map_err(to_js_error)?;
+            let events = json_array(page.events.iter().map(|e| e.json()));
+            let cursor = serde_json::to_string(&page.next_cursor)
+                .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+            Ok(format!(r#"{{"events":{events},"nextCursor":{cursor}}}"#))
+        })
     }
 
     #[napi]
