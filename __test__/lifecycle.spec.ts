@@ -177,3 +177,22 @@ describe('getEvents', () => {
     await bus.close();
   });
 });
+
+describe('delivery before exit', () => {
+  it('Node stays alive until every committed event is handled, then exits without close()', () => {
+    const r = runNode(`
+      const { EventBus } = require('@situs/event-bus');
+      let handled = 0;
+      process.on('exit', () => console.log('handled', handled));
+      (async () => {
+        const bus = await EventBus.open({ storeUrl: 'memory:' });
+        bus.subscribe('**', async () => { await new Promise((r) => setImmediate(r)); handled++; });
+        bus.subscribe('**', () => {});
+        await bus.publishMany(Array.from({ length: 300 }, (_, i) => ({ type: 'a.b', payload: i })));
+        await bus.publish({ type: 'a.c', payload: 'last' });
+      })();
+    `);
+    expect(r).toMatchObject({ status: 0, signal: null });
+    expect(r.stdout.trim()).toBe('handled 301');
+  });
+});

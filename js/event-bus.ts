@@ -47,6 +47,29 @@ function published<T>(json: string): T {
   return event as T;
 }
 
+/**
+ * Handler callbacks are weak, so an idle bus never holds Node open. To still deliver every
+ * committed event before a script ends, on `beforeExit` each open bus with deliveries pending gets a
+ * `whenIdle()` call — a pending promise that keeps Node alive until they are handled. Nothing on
+ * the hot path; `beforeExit` fires again once that promise settles.
+ */
+const openBuses = new Set<NativeBus>();
+let exitHookInstalled = false;
+
+function onBeforeExit(): void {
+  for (const nativeBus of openBuses) {
+    if (nativeBus.pendingDeliveries > 0) nativeBus.whenIdle().catch(() => undefined);
+  }
+}
+
+function track(nativeBus: NativeBus): void {
+  openBuses.add(nativeBus);
+  if (!exitHookInstalled) {
+    process.on('beforeExit', onBeforeExit);
+    exitHookInstalled = true;
+  }
+}
+
 type EventsOf<P extends string> = string extends P ? BusEvent : [MatchingTypes<P>] extends [never] ? BusEvent<P> : BusEvent<MatchingTypes<P>>;
 
 /** Publishing, subscribing and reading; shared by the bus and its tenant-scoped handles. */
@@ -167,6 +190,7 @@ export class TenantEventBus extends EventBusHandle {
 export class EventBus extends EventBusHandle {
   private constructor(nativeBus: NativeBus) {
     super(nativeBus, null);
+    track(nativeBus);
   }
 
   /** Opens a bus. Options win over the environment (EVENT_BUS_ENABLED, EVENT_STORE_URL, …). */
@@ -228,7 +252,10 @@ export class EventBus extends EventBusHandle {
 
   /** Drains pending publishes and deliveries, then releases native resources. Idempotent. */
   close(): Promise<void> {
-    return native(() => this.nativeBus.close());
+    return native(async () => {
+      await this.nativeBus.close();
+      openBuses.delete(this.nativeBus);
+    });
   }
 }
 

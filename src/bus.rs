@@ -2,16 +2,17 @@
 //! read from the store, and close in order (publishes, writes, deliveries, store).
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::OnceCell;
 use tracing::{info_span, Instrument, Span};
 
 use crate::batcher::Batcher;
 use crate::config::Config;
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
+use crate::in_flight::InFlight;
 use crate::log_forward::{self, LogSink, Registration};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::middleware::security::scoped_tenant;
@@ -56,8 +57,7 @@ impl Published {
 #[derive(Default)]
 struct Gate {
     closed: AtomicBool,
-    in_flight: AtomicUsize,
-    idle: Notify,
+    in_flight: InFlight,
 }
 
 impl Gate {
@@ -68,21 +68,9 @@ impl Gate {
         Ok(())
     }
 
-    fn leave(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
-
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        loop {
-            let idle = self.idle.notified();
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
+        self.in_flight.idle().await;
     }
 }
 
@@ -95,7 +83,7 @@ pub struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.bus.inner.gate.leave();
+        self.bus.inner.gate.in_flight.done(1);
     }
 }
 
@@ -200,7 +188,7 @@ impl EventBus {
 
     /// Admits an operation now (fails CLOSED once `close` has begun); see [`Admitted`].
     pub fn admit(&self) -> Result<Admitted> {
-        self.inner.gate.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.inner.gate.in_flight.add(1);
         let admitted = Admitted { bus: self.clone() };
         self.inner.gate.check_open()?;
         Ok(admitted)
@@ -291,6 +279,15 @@ impl EventBus {
         self.inner
             .metrics
             .snapshot(self.inner.router.subscriber_count() as u64)
+    }
+
+    /// Resolves once every event routed so far has been handled by its subscribers.
+    pub async fn deliveries_idle(&self) {
+        self.inner.router.idle().await;
+    }
+
+    pub fn pending_deliveries(&self) -> usize {
+        self.inner.router.pending()
     }
 
     pub fn is_closed(&self) -> bool {

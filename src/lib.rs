@@ -6,6 +6,7 @@ pub mod bus;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod in_flight;
 pub mod log_forward;
 pub mod metrics;
 pub mod middleware;

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::{warn, Instrument};
 
 use crate::event::SharedEvent;
+use crate::in_flight::InFlight;
 use crate::metrics::Metrics;
 use crate::pattern::{any_matches, Pattern};
 
@@ -80,6 +81,8 @@ pub struct Router {
     tasks: Mutex<HashMap<u64, JoinHandle<()>>>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Events queued for or being handled by subscribers.
+    pending: Arc<InFlight>,
     /// Delivery tasks run here, also when `subscribe` is called from outside the runtime (napi).
     runtime: tokio::runtime::Handle,
 }
@@ -123,6 +126,7 @@ impl Router {
             tasks: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             metrics,
+            pending: Arc::new(InFlight::default()),
             runtime: tokio::runtime::Handle::current(),
         })
     }
@@ -138,7 +142,14 @@ impl Router {
         let cancelled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::unbounded_channel();
         let task = self.runtime.spawn(
-            deliver_loop(rx, sink, cancelled.clone(), self.metrics.clone()).instrument(span),
+            deliver_loop(
+                rx,
+                sink,
+                cancelled.clone(),
+                self.metrics.clone(),
+                self.pending.clone(),
+            )
+            .instrument(span),
         );
         self.routes
             .write()
@@ -187,11 +198,24 @@ impl Router {
                 if route.filter.accepts(event)
                     && any_matches(&route.patterns, &event.event.event_type)
                 {
-                    // A closed queue means the subscriber is going away; nothing to do.
-                    let _ = route.queue.send(event.clone());
+                    // Counted before sending so the delivery task can never count below zero.
+                    self.pending.add(1);
+                    if route.queue.send(event.clone()).is_err() {
+                        // The subscriber is going away.
+                        self.pending.done(1);
+                    }
                 }
             }
         }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.get()
+    }
+
+    /// Resolves once every event routed so far has been handled (or dropped by an unsubscribe).
+    pub async fn idle(&self) {
+        self.pending.idle().await;
     }
 
     /// Ends every subscription after its queued events are delivered, and waits for that.
@@ -219,10 +243,17 @@ async fn deliver_loop(
     sink: Arc<dyn Sink>,
     cancelled: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    pending: Arc<InFlight>,
 ) {
     let mut batch = Vec::with_capacity(64);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if cancelled.load(Ordering::SeqCst) {
+            // Unsubscribed: what is still queued will never be handled.
+            rx.close();
+            while rx.try_recv().is_ok() {
+                pending.done(1);
+            }
+            pending.done(batch.len());
             break;
         }
         let failures = sink.deliver(&batch).await;
@@ -235,6 +266,7 @@ async fn deliver_loop(
         for failure in failures {
             warn!(position = failure.position, error = %failure.message, "event handler failed");
         }
+        pending.done(batch.len());
         batch.clear();
     }
 }

@@ -196,6 +196,19 @@ impl NativeBus {
             .map_err(|e| napi::Error::from_reason(e.to_string()))
     }
 
+    /// Resolves once every event routed so far has been handled. While pending, it keeps Node
+    /// alive (the handler callbacks themselves never do).
+    #[napi]
+    pub async fn when_idle(&self) {
+        self.bus.deliveries_idle().await;
+    }
+
+    /// Events routed to subscribers and not yet handled.
+    #[napi(getter)]
+    pub fn pending_deliveries(&self) -> u32 {
+        u32::try_from(self.bus.pending_deliveries()).unwrap_or(u32::MAX)
+    }
+
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.bus.is_closed()
