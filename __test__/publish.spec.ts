@@ -1,5 +1,5 @@
 import { EventBus, EventBusError, EventType } from '@situs/event-bus';
-import { openBus } from './helpers';
+import { openBus, withEnv } from './helpers';
 
 describe('publish', () => {
   let bus: EventBus;
@@ -79,10 +79,8 @@ describe('publish', () => {
 });
 
 describe('open', () => {
-  it('EVENT_BUS_ENABLED=false (or enabled: false) validates but neither stores nor delivers', async () => {
-    const saved = process.env.EVENT_BUS_ENABLED;
-    process.env.EVENT_BUS_ENABLED = 'false';
-    try {
+  it('EVENT_BUS_ENABLED=false validates but neither stores nor delivers; options win', () =>
+    withEnv('EVENT_BUS_ENABLED', 'false', async () => {
       const { bus } = await openBus();
       let delivered = 0;
       bus.subscribe('**', () => {
@@ -94,29 +92,18 @@ describe('open', () => {
       expect((await bus.getEvents()).events).toEqual([]);
       await bus.close();
       expect(delivered).toBe(0);
-      // Options win over the environment.
       const { bus: enabled } = await openBus({ enabled: true });
       expect((await enabled.publish({ type: 'a.b', payload: 1 })).stored).toBe(true);
       await enabled.close();
-    } finally {
-      if (saved === undefined) delete process.env.EVENT_BUS_ENABLED;
-      else process.env.EVENT_BUS_ENABLED = saved;
-    }
-  });
+    }));
 
-  it('reads EVENT_STORE_URL when storeUrl is not given', async () => {
-    const saved = process.env.EVENT_STORE_URL;
-    process.env.EVENT_STORE_URL = 'postgres://nowhere/db';
-    try {
+  it('reads EVENT_STORE_URL when storeUrl is not given', () =>
+    withEnv('EVENT_STORE_URL', 'postgres://nowhere/db', async () => {
       await expect(EventBus.open({ logger: () => {} })).rejects.toMatchObject({
         code: 'INVALID_CONFIG',
         message: expect.stringContaining('postgres://nowhere/db'),
       });
-    } finally {
-      if (saved === undefined) delete process.env.EVENT_STORE_URL;
-      else process.env.EVENT_STORE_URL = saved;
-    }
-  });
+    }));
 
   it.each([
     [{ bogus: 1 }, 'unknown field `bogus`'],
@@ -136,15 +123,11 @@ describe('open', () => {
     expect(err.message).toContain(message);
   });
 
-  it('refuses bad environment values with INVALID_CONFIG naming the variable', async () => {
-    process.env.WEBHOOK_TIMEOUT = 'soon';
-    try {
+  it('refuses bad environment values with INVALID_CONFIG naming the variable', () =>
+    withEnv('WEBHOOK_TIMEOUT', 'soon', async () => {
       await expect(EventBus.open({ logger: () => {} })).rejects.toMatchObject({
         code: 'INVALID_CONFIG',
         message: expect.stringContaining('WEBHOOK_TIMEOUT'),
       });
-    } finally {
-      delete process.env.WEBHOOK_TIMEOUT;
-    }
-  });
+    }));
 });

@@ -41,8 +41,9 @@ function consoleLogger(record: LogRecord): void {
   else if (record.level === 'warn') console.warn(`[event-bus] ${record.message}`, record.fields);
 }
 
-function published<T>(json: string): T {
-  const event = fromWire<PublishedEvent>(JSON.parse(json));
+/** A parsed wire event as `publish` resolves it: `stored` tells whether it reached the store. */
+function asPublished<T>(wire: { timestamp: string; position: number | null }): T {
+  const event = fromWire<PublishedEvent>(wire);
   (event as { stored: boolean }).stored = event.position !== null;
   return event as T;
 }
@@ -85,7 +86,7 @@ export class EventBusHandle {
   publish<K extends string>(event: PublishInput<K>): Promise<PublishedEvent<K>> {
     return native(async () => {
       const json = await this.nativeBus.publish(toJson(event, ''), this.tenantId);
-      return published<PublishedEvent<K>>(json);
+      return asPublished<PublishedEvent<K>>(JSON.parse(json));
     });
   }
 
@@ -94,12 +95,8 @@ export class EventBusHandle {
     return native(async () => {
       if (!Array.isArray(events)) throw new EventBusError('INVALID_EVENT', 'events must be an array');
       const json = await this.nativeBus.publishMany(toJson(events, 'events'), this.tenantId);
-      const list = JSON.parse(json) as unknown[];
-      return list.map((e) => {
-        const event = fromWire<PublishedEvent<K>>(e as { timestamp: string });
-        (event as { stored: boolean }).stored = event.position !== null;
-        return event;
-      });
+      const list = JSON.parse(json) as Array<{ timestamp: string; position: number | null }>;
+      return list.map((wire) => asPublished<PublishedEvent<K>>(wire));
     });
   }
 
@@ -228,9 +225,8 @@ export class EventBus extends EventBusHandle {
   use(middleware: Middleware): () => void {
     if (typeof middleware !== 'function') throw new EventBusError('INVALID_EVENT', 'middleware must be a function');
     const run = async (json: string): Promise<string | null> => {
-      const event = fromWire<PublishedEvent>(JSON.parse(json));
-      (event as { stored: boolean }).stored = false;
-      const result = await middleware(event);
+      // Not stored yet: position null, stored false.
+      const result = await middleware(asPublished<PublishedEvent>(JSON.parse(json)));
       // Returning nothing keeps the event as it is.
       if (result === undefined || result === null) return null;
       if (typeof result !== 'object') throw new Error(`middleware returned ${typeof result}, not an event`);
