@@ -60,8 +60,20 @@ async function emitter2(name, events) {
   });
 }
 
+// The floor under one awaited publish: an async napi call that does nothing (whenIdle on an idle
+// bus), i.e. JS → tokio → JS. Internal API, used here only to put the single-publish number in context.
+async function napiRoundTrip(calls) {
+  const bus = await EventBus.open({ storeUrl: 'memory:', logger: () => {} });
+  const result = await measure('napi async round trip (no-op)', 'napi baseline', calls, async () => {
+    for (let i = 0; i < calls; i++) await bus.nativeBus.whenIdle();
+  });
+  await bus.close();
+  return result;
+}
+
 async function main() {
   const results = {};
+  await napiRoundTrip(20_000);
   const single = 20_000;
   results.single = await situs('single publish awaited', single, async (bus) => {
     for (let i = 0; i < single; i++) await bus.publish({ type: TYPES[i % 4], payload: payload(i) });

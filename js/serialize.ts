@@ -1,5 +1,37 @@
 import { EventBusError } from './errors';
 
+/**
+ * True when plain JSON.stringify represents `value` faithfully. A cheap walk (much faster than a
+ * replacer, which takes V8 off its fast serialiser); false also for deep or cyclic structures and
+ * custom toJSON, which the checked path below then handles.
+ */
+function plainJsonSafe(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+    case 'undefined':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object': {
+      if (value === null) return true;
+      if (depth > 32) return false;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!plainJsonSafe(value[i], depth + 1)) return false;
+        return true;
+      }
+      if (value instanceof Date) return true;
+      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return false;
+      for (const key of Object.keys(value)) {
+        if (!plainJsonSafe((value as Record<string, unknown>)[key], depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 /** Thrown inside JSON.stringify's replacer; the slow path then finds and names the culprit. */
 const NOT_JSON = new Error('not JSON-serialisable');
 
@@ -70,6 +102,7 @@ function findProblem(value: unknown, path: string, ancestors: object[]): string 
  * single event, whose fields are then named bare: `payload.items[2]`).
  */
 export function toJson(value: unknown, root: string): string {
+  if (plainJsonSafe(value, 0)) return JSON.stringify(value);
   try {
     const json = JSON.stringify(value, replacer);
     if (json !== undefined) return json;

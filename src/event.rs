@@ -55,8 +55,10 @@ impl StoredEvent {
 }
 
 /// Renders a JSON array of events without re-serialising each one.
-pub fn json_array<'a>(events: impl IntoIterator<Item = &'a str>) -> String {
-    let mut out = String::with_capacity(256);
+pub fn json_array<'a>(events: impl IntoIterator<Item = &'a str> + Clone) -> String {
+    // Sized up front: batches run to hundreds of kilobytes.
+    let len: usize = events.clone().into_iter().map(|j| j.len() + 1).sum();
+    let mut out = String::with_capacity(len + 2);
     out.push('[');
     for (i, json) in events.into_iter().enumerate() {
         if i > 0 {
@@ -277,8 +279,10 @@ impl Event {
             metadata: self.metadata.as_deref(),
             position,
         };
-        // Serialising borrowed strings and raw JSON into a String cannot fail.
-        serde_json::to_string(&view).unwrap_or_default()
+        let mut out = Vec::with_capacity(256 + self.payload.get().len());
+        // Serialising borrowed strings and raw JSON into memory cannot fail, and the bytes are UTF-8.
+        let _ = serde_json::to_writer(&mut out, &view);
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
