@@ -5,11 +5,12 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::OnceCell;
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, OnceCell};
 use tracing::{info_span, Instrument, Span};
 
 use crate::batcher::Batcher;
-use crate::config::Config;
+use crate::config::{Config, RetentionConfig};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
 use crate::in_flight::InFlight;
@@ -20,7 +21,7 @@ use crate::middleware::{Middleware, MiddlewareChain, MiddlewareId, Scope};
 use crate::pattern::Pattern;
 use crate::query::{into_page, EventFilter, Page};
 use crate::router::{Router, Sink, SubscriberFilter, Subscription};
-use crate::store::{self, Store};
+use crate::store::{self, Store, StoreOptions, ARCHIVE_BATCH};
 
 /// What a publish resolved with.
 #[derive(Debug, Clone)]
@@ -109,6 +110,12 @@ impl Admitted {
             .await
     }
 
+    /// Moves events older than `older_than` to the archive, in bounded batches; returns how many
+    /// moved. Safe to run concurrently and to re-run after a crash.
+    pub async fn archive(self, older_than: DateTime<Utc>) -> Result<u64> {
+        archive_all(&*self.bus.inner.store, older_than).await
+    }
+
     pub async fn get_events(self, mut filter: EventFilter, scope: &Scope) -> Result<Page> {
         let inner = &self.bus.inner;
         filter.tenant_id = scoped_tenant(scope, filter.tenant_id)?;
@@ -116,6 +123,81 @@ impl Admitted {
         let rows = inner.store.query(&query).await?;
         Ok(into_page(rows, &query))
     }
+}
+
+async fn archive_all(store: &dyn Store, older_than: DateTime<Utc>) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let moved = store.archive_batch(older_than, ARCHIVE_BATCH).await?;
+        total += moved;
+        if moved < ARCHIVE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// One retention pass: archive what is old enough, then delete what was archived long enough ago.
+async fn retention_pass(store: &dyn Store, config: &RetentionConfig) -> Result<(u64, u64)> {
+    let now = Utc::now();
+    let archived = match config
+        .archive_after
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+    {
+        Some(age) => archive_all(store, now - age).await?,
+        None => 0,
+    };
+    let mut purged = 0;
+    if let Some(age) = config
+        .delete_archived_after
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+    {
+        loop {
+            let n = store.purge_archive_batch(now - age, ARCHIVE_BATCH).await?;
+            purged += n;
+            if n < ARCHIVE_BATCH as u64 {
+                break;
+            }
+        }
+    }
+    Ok((archived, purged))
+}
+
+/// Runs retention passes every `interval` until told to stop.
+fn spawn_retention(
+    store: Arc<dyn Store>,
+    config: RetentionConfig,
+    span: Span,
+) -> Option<Retention> {
+    if config.archive_after.is_none() && config.delete_archived_after.is_none() {
+        return None;
+    }
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(
+        async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(config.interval) => {}
+                    _ = stopped.changed() => return,
+                }
+                match retention_pass(&*store, &config).await {
+                    Ok((archived, purged)) if archived + purged > 0 => {
+                        tracing::info!(archived, purged, "retention pass")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention pass failed; retrying next interval")
+                    }
+                }
+            }
+        }
+        .instrument(span),
+    );
+    Some(Retention { stop, task })
+}
+
+struct Retention {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 struct Inner {
@@ -128,6 +210,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     gate: Gate,
     closing: OnceCell<()>,
+    retention: Mutex<Option<Retention>>,
     log_registration: Mutex<Option<Registration>>,
 }
 
@@ -146,7 +229,11 @@ impl EventBus {
         // attributed to this bus's logger.
         let span = tracing::error_span!("event_bus", bus = bus_id);
         let chain = MiddlewareChain::new(&config)?;
-        let store = store::open(&config.store_url)?;
+        let store_options = StoreOptions {
+            pool_size: config.store.pool_size,
+            acquire_timeout: config.store.acquire_timeout,
+        };
+        let store = store::open(&config.store_url, &store_options).await?;
         let metrics = Arc::new(Metrics::default());
         let router = Router::new(metrics.clone());
         let batcher = Batcher::spawn(
@@ -156,6 +243,7 @@ impl EventBus {
             config.batch.clone(),
             span.clone(),
         );
+        let retention = spawn_retention(store.clone(), config.retention.clone(), span.clone());
         span.in_scope(|| tracing::info!(store = %config.store_url, enabled = config.enabled, "event bus opened"));
         Ok(EventBus {
             inner: Arc::new(Inner {
@@ -168,6 +256,7 @@ impl EventBus {
                 metrics,
                 gate: Gate::default(),
                 closing: OnceCell::new(),
+                retention: Mutex::new(retention),
                 log_registration: Mutex::new(log_registration),
             }),
         })
@@ -271,6 +360,10 @@ impl EventBus {
         self.inner.chain.remove(id)
     }
 
+    pub async fn archive(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        self.admit()?.archive(older_than).await
+    }
+
     pub async fn get_events(&self, filter: EventFilter, scope: &Scope) -> Result<Page> {
         self.admit()?.get_events(filter, scope).await
     }
@@ -303,6 +396,15 @@ impl EventBus {
             .get_or_init(|| {
                 async {
                     inner.gate.close().await;
+                    let retention = inner
+                        .retention
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take();
+                    if let Some(retention) = retention {
+                        let _ = retention.stop.send(true);
+                        let _ = retention.task.await;
+                    }
                     inner.batcher.shutdown().await;
                     inner.router.drain().await;
                     inner.store.close().await;

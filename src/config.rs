@@ -2,12 +2,16 @@
 //! unknown option names and out-of-range values fail with INVALID_CONFIG naming the option.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{EventBusError, Result};
 use crate::event::{describe_json_error, is_json_object};
+
+/// The embedded default store, used when neither `storeUrl` nor EVENT_STORE_URL is given.
+pub const DEFAULT_STORE_URL: &str = "sqlite://./event-bus.db";
 
 /// Environment variables the bus reads (names from the seed application).
 pub const ENV_VARS: [&str; 5] = [
@@ -31,6 +35,8 @@ pub enum LogLevel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub store_url: String,
+    pub store: StoreConfig,
+    pub retention: RetentionConfig,
     pub enabled: bool,
     pub webhook: WebhookConfig,
     pub sse: SseConfig,
@@ -38,6 +44,21 @@ pub struct Config {
     pub validation: ValidationConfig,
     pub security: SecurityConfig,
     pub log_level: LogLevel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub pool_size: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// Background archiving: events older than `archive_after` move to the archive; archived events
+/// older than `delete_archived_after` (counted from archiving) are deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetentionConfig {
+    pub archive_after: Option<Duration>,
+    pub delete_archived_after: Option<Duration>,
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +96,16 @@ pub struct SecurityConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            store_url: "memory:".into(),
+            store_url: DEFAULT_STORE_URL.into(),
+            store: StoreConfig {
+                pool_size: 10,
+                acquire_timeout: Duration::from_secs(5),
+            },
+            retention: RetentionConfig {
+                archive_after: None,
+                delete_archived_after: None,
+                interval: Duration::from_secs(60),
+            },
             enabled: true,
             webhook: WebhookConfig {
                 retry_attempts: 3,
@@ -108,6 +138,8 @@ impl Default for Config {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Options {
     store_url: Option<String>,
+    store: Option<StoreOptionsInput>,
+    retention: Option<RetentionOptions>,
     enabled: Option<bool>,
     webhook: Option<WebhookOptions>,
     sse: Option<SseOptions>,
@@ -115,6 +147,42 @@ struct Options {
     validation: Option<ValidationOptions>,
     security: Option<SecurityOptions>,
     log_level: Option<LogLevel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StoreOptionsInput {
+    pool_size: Option<u32>,
+    acquire_timeout_ms: Option<u64>,
+}
+
+/// A duration as milliseconds or as text such as "30d", "12h", "90s".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationInput {
+    Millis(u64),
+    Text(String),
+}
+
+impl DurationInput {
+    fn resolve(self, name: &str) -> Result<Duration> {
+        match self {
+            DurationInput::Millis(ms) => Ok(Duration::from_millis(ms)),
+            DurationInput::Text(text) => humantime::parse_duration(&text).map_err(|e| {
+                invalid(format!(
+                    "{name} must be milliseconds or a duration like \"30d\", got {text:?}: {e}"
+                ))
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RetentionOptions {
+    archive_after: Option<DurationInput>,
+    delete_archived_after: Option<DurationInput>,
+    interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,7 +290,43 @@ impl Config {
         let webhook = options.webhook.unwrap_or_default();
         let batch = options.batch.unwrap_or_default();
         let validation = options.validation.unwrap_or_default();
+        let store = options.store.unwrap_or_default();
+        let retention = options.retention.unwrap_or_default();
         let config = Config {
+            store: StoreConfig {
+                pool_size: in_range(
+                    store.pool_size.unwrap_or(d.store.pool_size),
+                    1,
+                    1000,
+                    "option store.poolSize",
+                )?,
+                acquire_timeout: Duration::from_millis(in_range(
+                    store
+                        .acquire_timeout_ms
+                        .unwrap_or(d.store.acquire_timeout.as_millis() as u64),
+                    1,
+                    600_000,
+                    "option store.acquireTimeoutMs",
+                )?),
+            },
+            retention: RetentionConfig {
+                archive_after: retention
+                    .archive_after
+                    .map(|d| d.resolve("option retention.archiveAfter"))
+                    .transpose()?,
+                delete_archived_after: retention
+                    .delete_archived_after
+                    .map(|d| d.resolve("option retention.deleteArchivedAfter"))
+                    .transpose()?,
+                interval: Duration::from_millis(in_range(
+                    retention
+                        .interval_ms
+                        .unwrap_or(d.retention.interval.as_millis() as u64),
+                    10,
+                    86_400_000,
+                    "option retention.intervalMs",
+                )?),
+            },
             store_url: options
                 .store_url
                 .or_else(|| env_value(env, "EVENT_STORE_URL").map(str::to_string))
@@ -410,6 +514,16 @@ mod tests {
                 "WEBHOOK_RETRY_ATTEMPTS must be between 0 and 20",
             ),
             ("[]", &[], "options must be an object"),
+            (
+                r#"{"retention":{"archiveAfter":"soon"}}"#,
+                &[],
+                "retention.archiveAfter must be milliseconds or a duration",
+            ),
+            (
+                r#"{"store":{"poolSize":0}}"#,
+                &[],
+                "option store.poolSize must be between 1 and 1000",
+            ),
         ];
         for (json, vars, expected) in cases {
             let err = Config::resolve(json, &env(vars)).expect_err(json);

@@ -98,6 +98,39 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// True when the pattern is a plain event type (no wildcard).
+    pub fn exact(&self) -> Option<&str> {
+        self.segments
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)))
+            .then_some(self.source.as_str())
+    }
+
+    /// The same matching as a POSIX/Rust regular expression, for stores that filter in SQL.
+    /// Literal segments are `[a-z0-9_]` words, so only the dots need escaping.
+    pub fn to_regex(&self) -> String {
+        let mut re = String::from("^");
+        for (i, segment) in self.segments.iter().enumerate() {
+            match (segment, i) {
+                (Segment::Tail, 0) => re.push_str(".*"),
+                (Segment::Tail, _) => re.push_str(r"(\..+)?"),
+                (other, i) => {
+                    if i > 0 {
+                        re.push_str(r"\.");
+                    }
+                    match other {
+                        Segment::Literal(lit) => re.push_str(lit),
+                        _ => re.push_str("[^.]+"),
+                    }
+                }
+            }
+        }
+        re.push('$');
+        re
+    }
+}
+
 pub fn any_matches(patterns: &[Pattern], event_type: &str) -> bool {
     patterns.iter().any(|p| p.matches(event_type))
 }
@@ -144,6 +177,47 @@ mod tests {
                 "{pattern} vs {event_type}"
             );
         }
+    }
+
+    #[test]
+    fn regex_form_agrees_with_matches() {
+        let patterns = [
+            "project.created",
+            "project.*",
+            "*.created",
+            "project.**",
+            "**",
+            "#",
+            "a.*.**",
+            "*.*",
+        ];
+        let types = [
+            "project.created",
+            "project.updated",
+            "project.a.b",
+            "user.created",
+            "a.b",
+            "a.b.c",
+            "a.b.c.d",
+            "projects.x",
+        ];
+        for p in patterns {
+            let pattern = Pattern::parse(p, "pattern").expect("valid");
+            let re = regex::Regex::new(&pattern.to_regex()).expect("regex compiles");
+            for t in types {
+                assert_eq!(
+                    re.is_match(t),
+                    pattern.matches(t),
+                    "{p} ({}) vs {t}",
+                    pattern.to_regex()
+                );
+            }
+        }
+        assert_eq!(
+            Pattern::parse("a.b", "p").expect("valid").exact(),
+            Some("a.b")
+        );
+        assert_eq!(Pattern::parse("a.*", "p").expect("valid").exact(), None);
     }
 
     #[test]

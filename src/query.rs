@@ -35,6 +35,8 @@ pub struct Query {
     pub until: Option<DateTime<Utc>>,
     pub limit: usize,
     pub order: Order,
+    /// Also read archived events.
+    pub include_archived: bool,
 }
 
 impl Query {
@@ -73,6 +75,7 @@ pub struct EventFilter {
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     pub order: Option<Order>,
+    pub include_archived: Option<bool>,
 }
 
 pub struct Page {
@@ -129,6 +132,7 @@ impl EventFilter {
             until: parse_time(self.until.as_deref(), "until")?,
             limit,
             order,
+            include_archived: self.include_archived.unwrap_or(false),
             ..Query::default()
         };
         match (self.cursor, self.after_position) {
@@ -153,7 +157,7 @@ impl EventFilter {
     }
 }
 
-fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>> {
+pub fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>> {
     value
         .map(|v| {
             DateTime::parse_from_rfc3339(v)

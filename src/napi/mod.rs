@@ -18,7 +18,7 @@ use crate::event::{json_array, Event};
 use crate::log_forward::LogSink;
 use crate::middleware::security::check_scope_tenant;
 use crate::middleware::Scope;
-use crate::query::EventFilter;
+use crate::query::{parse_time, EventFilter};
 use crate::router::{SubscriberFilter, Subscription};
 use js_callbacks::{JsLogSink, JsMiddleware, JsSink};
 
@@ -155,6 +155,23 @@ impl NativeBus {
         let m = Arc::new(JsMiddleware::new(&middleware).map_err(callback_error)?);
         let id = self.bus.use_middleware(m).map_err(to_js_error)?;
         Ok(id as u32)
+    }
+
+    /// Archives events older than `older_than` (ISO-8601); resolves with how many moved.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn archive<'env>(
+        &self,
+        env: &'env Env,
+        older_than: String,
+    ) -> napi::Result<PromiseRaw<'env, f64>> {
+        let admitted = self.bus.admit().map_err(to_js_error)?;
+        env.spawn_future(async move {
+            let before = parse_time(Some(&older_than), "olderThan").map_err(to_js_error)?;
+            let cutoff = before.ok_or_else(|| {
+                to_js_error(EventBusError::InvalidEvent("olderThan is required".into()))
+            })?;
+            Ok(admitted.archive(cutoff).await.map_err(to_js_error)? as f64)
+        })
     }
 
     /// Checks a tenant id for `forTenant` by the same rules as an event's tenantId.

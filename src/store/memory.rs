@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{duplicate_error, Appended, Store};
+use chrono::{DateTime, Utc};
+
+use super::{duplicate_error, existing, Appended, Store};
 use crate::error::Result;
 use crate::event::{Event, SharedEvent, StoredEvent};
 use crate::query::{Order, Query};
@@ -18,9 +20,12 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct State {
-    /// `log[i]` holds position `i + 1`.
+    /// Live events in position order (positions are dense until archiving removes a prefix).
     log: Vec<SharedEvent>,
     by_id: HashMap<Uuid, SharedEvent>,
+    next_position: u64,
+    /// Archived events with the time they were archived.
+    archive: Vec<(SharedEvent, DateTime<Utc>)>,
 }
 
 impl State {
@@ -28,10 +33,8 @@ impl State {
     fn append_request(&mut self, events: Vec<Event>) -> Result<Vec<Appended>> {
         let mut in_request: HashMap<Uuid, usize> = HashMap::new();
         for (i, event) in events.iter().enumerate() {
-            if let Some(existing) = self.by_id.get(&event.id) {
-                if !existing.event.same_content(event) {
-                    return Err(duplicate_error(&event.id).at(&format!("events[{i}]")));
-                }
+            if let Some(stored) = self.by_id.get(&event.id) {
+                existing(event, stored, i)?;
             } else if let Some(&first) = in_request.get(&event.id) {
                 if !events[first].same_content(event) {
                     return Err(duplicate_error(&event.id).at(&format!("events[{i}]")));
@@ -49,7 +52,8 @@ impl State {
                 });
                 continue;
             }
-            let stored = Arc::new(StoredEvent::new(event, self.log.len() as u64 + 1));
+            self.next_position += 1;
+            let stored = Arc::new(StoredEvent::new(event, self.next_position));
             self.by_id.insert(stored.event.id, stored.clone());
             self.log.push(stored.clone());
             out.push(Appended {
@@ -74,24 +78,83 @@ impl Store for MemoryStore {
     async fn query(&self, query: &Query) -> Result<Vec<SharedEvent>> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let wanted = query.limit + 1;
-        // Positions are dense, so bounds become slice indexes.
+        let in_bounds = |e: &&SharedEvent| {
+            query.after_position.is_none_or(|p| e.position > p)
+                && query.before_position.is_none_or(|p| e.position < p)
+                && query.accepts(e)
+        };
+        if query.include_archived {
+            let mut events: Vec<SharedEvent> = state
+                .log
+                .iter()
+                .chain(state.archive.iter().map(|(e, _)| e))
+                .filter(in_bounds)
+                .cloned()
+                .collect();
+            events.sort_by_key(|e| e.position);
+            if query.order == Order::Desc {
+                events.reverse();
+            }
+            events.truncate(wanted);
+            return Ok(events);
+        }
+        // The live log is sorted by position: bounds are binary searches.
         let start = query
             .after_position
-            .map_or(0, |p| (p as usize).min(state.log.len()));
+            .map_or(0, |p| state.log.partition_point(|e| e.position <= p));
         let end = query.before_position.map_or(state.log.len(), |p| {
-            (p as usize).saturating_sub(1).min(state.log.len())
+            state.log.partition_point(|e| e.position < p)
         });
         let window = state.log.get(start..end.max(start)).unwrap_or(&[]);
-        let pick = |e: &&SharedEvent| query.accepts(e);
         Ok(match query.order {
-            Order::Asc => window.iter().filter(pick).take(wanted).cloned().collect(),
+            Order::Asc => window
+                .iter()
+                .filter(in_bounds)
+                .take(wanted)
+                .cloned()
+                .collect(),
             Order::Desc => window
                 .iter()
                 .rev()
-                .filter(pick)
+                .filter(in_bounds)
                 .take(wanted)
                 .cloned()
                 .collect(),
         })
+    }
+
+    async fn archive_batch(&self, older_than: DateTime<Utc>, batch: usize) -> Result<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Utc::now();
+        let moving: Vec<SharedEvent> = state
+            .log
+            .iter()
+            .filter(|e| e.event.timestamp < older_than)
+            .take(batch)
+            .cloned()
+            .collect();
+        for event in &moving {
+            state.by_id.remove(&event.event.id);
+            state.archive.push((event.clone(), now));
+        }
+        state
+            .log
+            .retain(|e| !moving.iter().any(|m| Arc::ptr_eq(m, e)));
+        Ok(moving.len() as u64)
+    }
+
+    async fn purge_archive_batch(
+        &self,
+        archived_before: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut removed = 0;
+        state.archive.retain(|(_, at)| {
+            let purge = *at < archived_before && removed < batch;
+            removed += usize::from(purge);
+            !purge
+        });
+        Ok(removed as u64)
     }
 }

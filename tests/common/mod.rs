@@ -17,11 +17,6 @@ pub fn typed(event_type: &str, payload: serde_json::Value) -> Event {
     event(&serde_json::json!({ "type": event_type, "payload": payload }).to_string())
 }
 
-pub async fn open(options: &str) -> EventBus {
-    let config = Config::resolve(options, &HashMap::new()).expect("valid options");
-    EventBus::open(config, None).await.expect("bus opens")
-}
-
 /// Records what it receives; fails events whose payload has `"fail": true`; optionally slow.
 #[derive(Default, Clone)]
 pub struct Recorder {
@@ -83,4 +78,149 @@ impl Sink for Recorder {
         }
         failures
     }
+}
+
+/// A store for one test: memory, a fresh SQLite file, or a fresh PostgreSQL schema.
+pub struct TestStore {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Nothing,
+    File(std::path::PathBuf),
+    Schema { admin_url: String, schema: String },
+}
+
+/// Where the PostgreSQL tests run; each test gets its own schema there.
+pub fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Connects to the test database, failing loudly (never skipping) when it is not there.
+pub async fn admin_pool() -> sqlx::PgPool {
+    let url = test_database_url();
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is required for these tests and is not reachable at {url}: {e}\n\
+                 Start it (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) \
+                 or point TEST_DATABASE_URL at a database you may create schemas in."
+            )
+        })
+}
+
+/// `url` with a PostgreSQL search_path, so everything the bus creates lands in `schema`.
+pub fn with_schema(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options[search_path]={schema}")
+}
+
+impl TestStore {
+    pub fn memory() -> TestStore {
+        TestStore {
+            url: "memory:".into(),
+            cleanup: Cleanup::Nothing,
+        }
+    }
+
+    pub fn sqlite() -> TestStore {
+        let path = std::env::temp_dir().join(format!("{}.db", unique("situs_event_bus")));
+        TestStore {
+            url: format!("sqlite://{}", path.display()),
+            cleanup: Cleanup::File(path),
+        }
+    }
+
+    pub async fn postgres() -> TestStore {
+        let schema = unique("eb_test");
+        let pool = admin_pool().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .expect("create test schema");
+        pool.close().await;
+        let admin_url = test_database_url();
+        TestStore {
+            url: with_schema(&admin_url, &schema),
+            cleanup: Cleanup::Schema { admin_url, schema },
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.cleanup, Cleanup::Schema { .. })
+    }
+
+    /// The options JSON with this store's URL added.
+    pub fn options(&self, options: &str) -> String {
+        let mut value: serde_json::Value = serde_json::from_str(options).expect("options are JSON");
+        value["storeUrl"] = serde_json::Value::String(self.url.clone());
+        value.to_string()
+    }
+
+    pub async fn open(&self, options: &str) -> EventBus {
+        let config =
+            Config::resolve(&self.options(options), &HashMap::new()).expect("valid options");
+        EventBus::open(config, None).await.expect("bus opens")
+    }
+
+    pub async fn cleanup(self) {
+        match self.cleanup {
+            Cleanup::Nothing => {}
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Schema { admin_url, schema } => {
+                if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
+                    let _ =
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                            .execute(&pool)
+                            .await;
+                    pool.close().await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs each listed `async fn(&TestStore)` against the memory, SQLite and PostgreSQL stores.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = $crate::common::TestStore::memory();
+                super::$name(&store).await;
+                store.cleanup().await;
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = $crate::common::TestStore::sqlite();
+                super::$name(&store).await;
+                store.cleanup().await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = $crate::common::TestStore::postgres().await;
+                super::$name(&store).await;
+                store.cleanup().await;
+            })*
+        }
+    };
 }

@@ -1,0 +1,82 @@
+//! Embedded migrations, applied on open with sqlx's migrator.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType, Migrator};
+use sqlx::{Acquire, Database, SqlSafeStr};
+
+use crate::error::{EventBusError, Result};
+
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+fn migrations(backend: Backend) -> Vec<Migration> {
+    let files: &[(i64, &str, &'static str)] = match backend {
+        Backend::Postgres => &[(
+            1,
+            "events",
+            include_str!("../../migrations/postgres/0001_events.sql"),
+        )],
+        Backend::Sqlite => &[(
+            1,
+            "events",
+            include_str!("../../migrations/sqlite/0001_events.sql"),
+        )],
+    };
+    files
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*name),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect()
+}
+
+/// Applies missing migrations. PostgreSQL serialises concurrent openers with the migrator's
+/// advisory lock; SQLite has none, so a process that lost the race retries and finds the work done.
+pub async fn run<'a, A>(backend: Backend, connection: A) -> Result<()>
+where
+    A: Acquire<'a> + Copy,
+    <A::Connection as std::ops::Deref>::Target: Migrate,
+    A::Database: Database,
+{
+    let retries = match backend {
+        Backend::Postgres => 0,
+        Backend::Sqlite => 10,
+    };
+    let migrator = Migrator::with_migrations(migrations(backend));
+    let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    let mut attempt = 0;
+    loop {
+        match migrator.run(connection).await {
+            Ok(()) => return Ok(()),
+            Err(MigrateError::VersionMissing(version)) => {
+                return Err(EventBusError::InvalidConfig(format!(
+                    "the database schema is at migration {version}, newer than this version of \
+                     @situs/event-bus knows (up to {latest}); upgrade the package"
+                )))
+            }
+            Err(e) if attempt < retries => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(MigrateError::Execute(e)) => {
+                return Err(super::unavailable("applying migrations", e))
+            }
+            Err(e) => {
+                return Err(EventBusError::InvalidConfig(format!(
+                    "cannot migrate the store: {e}"
+                )))
+            }
+        }
+    }
+}

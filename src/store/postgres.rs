@@ -1,0 +1,383 @@
+//! PostgreSQL: the production store.
+//!
+//! Appends take a transaction-scoped advisory lock before inserting, so positions (an identity
+//! column) are assigned in commit order across every process: a reader asking for
+//! `position > last` can never miss an event whose transaction committed late. Each group commit
+//! is one multi-row `INSERT … SELECT FROM UNNEST(…)`, idempotent on the event id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::{existing, migrate, unavailable, Appended, Store, StoreOptions};
+use crate::error::{EventBusError, Result};
+use crate::event::{Event, SharedEvent, StoredEvent};
+use crate::query::{Order, Query};
+
+/// Key of the advisory lock that serialises appends (shared with SQL-side publishers).
+pub const APPEND_LOCK: i64 = 0x5e17_ba5e;
+
+const COLUMNS: &str = r#"position, id, type, payload::text AS payload, "timestamp", project_id, tenant_id, user_id, metadata::text AS metadata"#;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn decode(context: &str, err: impl std::fmt::Display) -> EventBusError {
+    EventBusError::StoreUnavailable(format!("{context}: {err}"))
+}
+
+pub(crate) fn raw_json(text: String, column: &str) -> Result<Box<RawValue>> {
+    RawValue::from_string(text).map_err(|e| decode(&format!("stored {column} is not JSON"), e))
+}
+
+fn row_event(row: &PgRow) -> Result<SharedEvent> {
+    let get = |e: sqlx::Error| decode("reading an event row", e);
+    let position: i64 = row.try_get("position").map_err(get)?;
+    let metadata: Option<String> = row.try_get("metadata").map_err(get)?;
+    let event = Event {
+        id: row.try_get("id").map_err(get)?,
+        event_type: row.try_get("type").map_err(get)?,
+        payload: raw_json(row.try_get("payload").map_err(get)?, "payload")?,
+        timestamp: row.try_get("timestamp").map_err(get)?,
+        project_id: row.try_get("project_id").map_err(get)?,
+        tenant_id: row.try_get("tenant_id").map_err(get)?,
+        user_id: row.try_get("user_id").map_err(get)?,
+        metadata: metadata.map(|m| raw_json(m, "metadata")).transpose()?,
+    };
+    Ok(Arc::new(StoredEvent::new(event, position as u64)))
+}
+
+/// What one attempt at a group commit found.
+enum Attempt {
+    /// Committed: positions of the inserted ids, and the stored events of ids that existed.
+    Committed {
+        inserted: HashMap<Uuid, u64>,
+        existing: HashMap<Uuid, SharedEvent>,
+    },
+    /// Rolled back because these requests reuse an id with different content.
+    Refused(Vec<(usize, EventBusError)>),
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size)
+            .acquire_timeout(options.acquire_timeout)
+            .connect(url)
+            .await
+            .map_err(|e| unavailable("connecting to PostgreSQL", e))?;
+        migrate::run(migrate::Backend::Postgres, &pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn attempt(&self, requests: &[Vec<Event>], live: &[usize]) -> Result<Attempt> {
+        let fail = |e| unavailable("appending events", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+
+        let events = || live.iter().flat_map(|&r| requests[r].iter());
+        let n = events().count();
+        let (mut ids, mut types, mut payloads, mut stamps) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut projects, mut tenants, mut users, mut metas) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for e in events() {
+            ids.push(e.id);
+            types.push(e.event_type.as_str());
+            payloads.push(e.payload.get());
+            stamps.push(e.timestamp);
+            projects.push(e.project_id.as_deref());
+            tenants.push(e.tenant_id.as_deref());
+            users.push(e.user_id.as_deref());
+            metas.push(e.metadata.as_deref().map(RawValue::get));
+        }
+        let rows = sqlx::query(
+            r#"INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
+               SELECT id, type, payload::jsonb, ts, project_id, tenant_id, user_id, metadata::jsonb
+               FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
+                    WITH ORDINALITY AS t(id, type, payload, ts, project_id, tenant_id, user_id, metadata, ord)
+               ORDER BY ord
+               ON CONFLICT (id) DO NOTHING
+               RETURNING id, position"#,
+        )
+        .bind(&ids)
+        .bind(&types)
+        .bind(&payloads)
+        .bind(&stamps)
+        .bind(&projects)
+        .bind(&tenants)
+        .bind(&users)
+        .bind(&metas)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let mut inserted = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: Uuid = row.try_get("id").map_err(fail)?;
+            let position: i64 = row.try_get("position").map_err(fail)?;
+            inserted.insert(id, position as u64);
+        }
+
+        // Ids that were not inserted already existed (before, or earlier in this batch).
+        let mut first_in_batch: HashMap<Uuid, &Event> = HashMap::new();
+        let mut missing = Vec::new();
+        for e in events() {
+            if inserted.contains_key(&e.id) {
+                first_in_batch.entry(e.id).or_insert(e);
+            } else {
+                missing.push(e.id);
+            }
+        }
+        let mut stored = HashMap::new();
+        if !missing.is_empty() {
+            let select = format!("SELECT {COLUMNS} FROM event_bus_events WHERE id = ANY($1)");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(select))
+                .bind(&missing)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(fail)?;
+            for row in &rows {
+                let event = row_event(row)?;
+                stored.insert(event.event.id, event);
+            }
+        }
+        let mut refused = Vec::new();
+        for &r in live {
+            let mut seen_here: HashMap<Uuid, &Event> = HashMap::new();
+            for (i, e) in requests[r].iter().enumerate() {
+                let same = match (
+                    seen_here.get(&e.id),
+                    first_in_batch.get(&e.id),
+                    stored.get(&e.id),
+                ) {
+                    (Some(first), _, _) => first.same_content(e),
+                    (None, Some(first), _) if !std::ptr::eq(*first, e) => first.same_content(e),
+                    (None, Some(_), _) => true,
+                    (None, None, Some(s)) => existing(e, s, i).is_ok(),
+                    // Gone between insert and select: cannot happen inside the transaction.
+                    (None, None, None) => false,
+                };
+                if !same {
+                    refused.push((r, super::duplicate_error(&e.id).at(&format!("events[{i}]"))));
+                    break;
+                }
+                seen_here.entry(e.id).or_insert(e);
+            }
+        }
+        if !refused.is_empty() {
+            tx.rollback().await.map_err(fail)?;
+            return Ok(Attempt::Refused(refused));
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(Attempt::Committed {
+            inserted,
+            existing: stored,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn append(&self, requests: Vec<Vec<Event>>) -> Vec<Result<Vec<Appended>>> {
+        let mut results: Vec<Option<Result<Vec<Appended>>>> =
+            requests.iter().map(|_| None).collect();
+        let mut live: Vec<usize> = (0..requests.len()).collect();
+        // Retries only drop refused requests, so this ends within requests.len() + 1 attempts.
+        let outcome = loop {
+            if live.is_empty() {
+                break None;
+            }
+            match self.attempt(&requests, &live).await {
+                Ok(Attempt::Refused(refused)) => {
+                    for (r, err) in refused {
+                        live.retain(|&l| l != r);
+                        results[r] = Some(Err(err));
+                    }
+                }
+                Ok(Attempt::Committed { inserted, existing }) => {
+                    break Some(Ok((inserted, existing)))
+                }
+                Err(e) => break Some(Err(e)),
+            }
+        };
+        match outcome {
+            None => {}
+            Some(Err(e)) => {
+                for &r in &live {
+                    results[r] = Some(Err(e.clone()));
+                }
+            }
+            Some(Ok((inserted, existing))) => {
+                let mut claimed: HashMap<Uuid, SharedEvent> = HashMap::new();
+                for (r, events) in requests.into_iter().enumerate() {
+                    if results[r].is_some() {
+                        continue;
+                    }
+                    let appended = events
+                        .into_iter()
+                        .map(|e| {
+                            if let Some(stored) = claimed.get(&e.id).or_else(|| existing.get(&e.id))
+                            {
+                                return Appended {
+                                    event: stored.clone(),
+                                    fresh: false,
+                                };
+                            }
+                            let position = inserted.get(&e.id).copied().unwrap_or_default();
+                            let stored = Arc::new(StoredEvent::new(e, position));
+                            claimed.insert(stored.event.id, stored.clone());
+                            Appended {
+                                event: stored,
+                                fresh: true,
+                            }
+                        })
+                        .collect();
+                    results[r] = Some(Ok(appended));
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(EventBusError::StoreUnavailable(
+                        "append was not attempted".into(),
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn query(&self, query: &Query) -> Result<Vec<SharedEvent>> {
+        let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM "));
+        if query.include_archived {
+            sql.push(
+                r#"(SELECT position, id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata FROM event_bus_events
+                    UNION ALL
+                    SELECT position, id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata FROM event_bus_events_archive) AS e"#,
+            );
+        } else {
+            sql.push("event_bus_events");
+        }
+        sql.push(" WHERE true");
+        push_filters(&mut sql, query);
+        sql.push(match query.order {
+            Order::Asc => " ORDER BY position ASC",
+            Order::Desc => " ORDER BY position DESC",
+        });
+        sql.push(" LIMIT ").push_bind((query.limit + 1) as i64);
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| unavailable("reading events", e))?;
+        rows.iter().map(row_event).collect()
+    }
+
+    async fn archive_batch(&self, older_than: DateTime<Utc>, batch: usize) -> Result<u64> {
+        let done = sqlx::query(
+            r#"WITH moved AS (
+                 DELETE FROM event_bus_events WHERE position IN (
+                   SELECT position FROM event_bus_events WHERE "timestamp" < $1
+                   ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING position, id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
+               INSERT INTO event_bus_events_archive (position, id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
+               SELECT * FROM moved ON CONFLICT (position) DO NOTHING"#,
+        )
+        .bind(older_than)
+        .bind(batch as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unavailable("archiving events", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_archive_batch(
+        &self,
+        archived_before: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            r#"DELETE FROM event_bus_events_archive WHERE position IN (
+                 SELECT position FROM event_bus_events_archive WHERE archived_at < $1
+                 ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)"#,
+        )
+        .bind(archived_before)
+        .bind(batch as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unavailable("purging archived events", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The WHERE clauses of a query, binding every value.
+fn push_filters(sql: &mut QueryBuilder<Postgres>, query: &Query) {
+    if let Some(p) = query.after_position {
+        sql.push(" AND position > ").push_bind(p as i64);
+    }
+    if let Some(p) = query.before_position {
+        sql.push(" AND position < ").push_bind(p as i64);
+    }
+    if !query.types.is_empty() {
+        let exact: Vec<String> = query
+            .types
+            .iter()
+            .filter_map(|p| p.exact().map(str::to_string))
+            .collect();
+        let regexes: Vec<String> = query
+            .types
+            .iter()
+            .filter(|p| p.exact().is_none())
+            .map(|p| p.to_regex())
+            .collect();
+        sql.push(" AND (type = ANY(")
+            .push_bind(exact)
+            .push(") OR type ~ ANY(")
+            .push_bind(regexes)
+            .push("))");
+    }
+    for (column, value) in [
+        ("project_id", &query.project_id),
+        ("tenant_id", &query.tenant_id),
+        ("user_id", &query.user_id),
+    ] {
+        if let Some(v) = value {
+            sql.push(format_args!(" AND {column} = "))
+                .push_bind(v.clone());
+        }
+    }
+    if let Some(since) = query.since {
+        sql.push(r#" AND "timestamp" >= "#).push_bind(since);
+    }
+    if let Some(until) = query.until {
+        sql.push(r#" AND "timestamp" < "#).push_bind(until);
+    }
+}

@@ -1,0 +1,294 @@
+//! SQLite: the embedded default (`sqlite://./event-bus.db`). SQLite serialises writers (appends run
+//! in `BEGIN IMMEDIATE` transactions), so positions are assigned in commit order; WAL mode lets
+//! readers run alongside the writer and other processes share the file.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use uuid::Uuid;
+
+use super::postgres::raw_json;
+use super::{existing, migrate, unavailable, Appended, Store, StoreOptions};
+use crate::error::{EventBusError, Result};
+use crate::event::{format_timestamp, Event, SharedEvent, StoredEvent};
+use crate::query::{Order, Query};
+
+const COLUMNS: &str =
+    "position, id, type, payload, timestamp, project_id, tenant_id, user_id, metadata";
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn row_event(row: &SqliteRow) -> Result<SharedEvent> {
+    let bad = |e: &dyn std::fmt::Display| {
+        EventBusError::StoreUnavailable(format!("reading an event row: {e}"))
+    };
+    let get = |e: sqlx::Error| bad(&e);
+    let id: String = row.try_get("id").map_err(get)?;
+    let timestamp: String = row.try_get("timestamp").map_err(get)?;
+    let position: i64 = row.try_get("position").map_err(get)?;
+    let metadata: Option<String> = row.try_get("metadata").map_err(get)?;
+    let event = Event {
+        id: Uuid::try_parse(&id).map_err(|e| bad(&e))?,
+        event_type: row.try_get("type").map_err(get)?,
+        payload: raw_json(row.try_get("payload").map_err(get)?, "payload")?,
+        timestamp: DateTime::parse_from_rfc3339(&timestamp)
+            .map_err(|e| bad(&e))?
+            .with_timezone(&Utc),
+        project_id: row.try_get("project_id").map_err(get)?,
+        tenant_id: row.try_get("tenant_id").map_err(get)?,
+        user_id: row.try_get("user_id").map_err(get)?,
+        metadata: metadata.map(|m| raw_json(m, "metadata")).transpose()?,
+    };
+    Ok(Arc::new(StoredEvent::new(event, position as u64)))
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<SqliteStore> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| {
+                EventBusError::InvalidConfig(format!(
+                    "storeUrl {url:?} is not a valid SQLite URL: {e}"
+                ))
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.acquire_timeout.max(Duration::from_secs(1)))
+            .with_regexp();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.pool_size)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| unavailable("opening the SQLite database", e))?;
+        migrate::run(migrate::Backend::Sqlite, &pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// One request inside the open transaction; an error leaves it to the caller's savepoint.
+    async fn append_request(
+        conn: &mut SqliteConnection,
+        events: Vec<Event>,
+    ) -> Result<Vec<Appended>> {
+        let fail = |e| unavailable("appending events", e);
+        let mut out: Vec<Appended> = Vec::with_capacity(events.len());
+        for (i, event) in events.into_iter().enumerate() {
+            if let Some(same) = out.iter().find(|a| a.event.event.id == event.id) {
+                let same = same.event.clone();
+                out.push(existing(&event, &same, i)?);
+                continue;
+            }
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO event_bus_events (id, type, payload, timestamp, project_id, tenant_id, user_id, metadata)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING position",
+            )
+            .bind(event.id.hyphenated().to_string())
+            .bind(&event.event_type)
+            .bind(event.payload.get())
+            .bind(format_timestamp(&event.timestamp))
+            .bind(event.project_id.as_deref())
+            .bind(event.tenant_id.as_deref())
+            .bind(event.user_id.as_deref())
+            .bind(event.metadata.as_deref().map(RawValue::get))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(fail)?;
+            match inserted {
+                Some(position) => out.push(Appended {
+                    event: Arc::new(StoredEvent::new(event, position as u64)),
+                    fresh: true,
+                }),
+                None => {
+                    let select = format!("SELECT {COLUMNS} FROM event_bus_events WHERE id = ?");
+                    let row = sqlx::query(sqlx::AssertSqlSafe(select))
+                        .bind(event.id.hyphenated().to_string())
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(fail)?;
+                    out.push(existing(&event, &row_event(&row)?, i)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, requests: Vec<Vec<Event>>) -> Vec<Result<Vec<Appended>>> {
+        let count = requests.len();
+        let fail = |e| unavailable("appending events", e);
+        let mut tx = match self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail) {
+            Ok(tx) => tx,
+            Err(e) => return (0..count).map(|_| Err(e.clone())).collect(),
+        };
+        let mut results = Vec::with_capacity(count);
+        for events in requests {
+            // A savepoint per request: a refused request rolls back alone.
+            let outcome = match sqlx::query("SAVEPOINT request")
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)
+            {
+                Err(e) => Err(e),
+                Ok(_) => match Self::append_request(&mut tx, events).await {
+                    Ok(appended) => sqlx::query("RELEASE request")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)
+                        .map(|_| appended),
+                    Err(e) => sqlx::query("ROLLBACK TO request; RELEASE request")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)
+                        .and(Err(e)),
+                },
+            };
+            results.push(outcome);
+        }
+        if let Err(e) = tx.commit().await.map_err(fail) {
+            return (0..count).map(|_| Err(e.clone())).collect();
+        }
+        results
+    }
+
+    async fn query(&self, query: &Query) -> Result<Vec<SharedEvent>> {
+        let mut sql = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM "));
+        if query.include_archived {
+            sql.push(format!(
+                "(SELECT {COLUMNS} FROM event_bus_events UNION ALL SELECT {COLUMNS} FROM event_bus_events_archive)"
+            ));
+        } else {
+            sql.push("event_bus_events");
+        }
+        sql.push(" WHERE 1 = 1");
+        if let Some(p) = query.after_position {
+            sql.push(" AND position > ").push_bind(p as i64);
+        }
+        if let Some(p) = query.before_position {
+            sql.push(" AND position < ").push_bind(p as i64);
+        }
+        if !query.types.is_empty() {
+            sql.push(" AND (");
+            let mut alternatives = sql.separated(" OR ");
+            for pattern in &query.types {
+                match pattern.exact() {
+                    Some(t) => alternatives
+                        .push("type = ")
+                        .push_bind_unseparated(t.to_string()),
+                    None => alternatives
+                        .push("type REGEXP ")
+                        .push_bind_unseparated(pattern.to_regex()),
+                };
+            }
+            sql.push(")");
+        }
+        for (column, value) in [
+            ("project_id", &query.project_id),
+            ("tenant_id", &query.tenant_id),
+            ("user_id", &query.user_id),
+        ] {
+            if let Some(v) = value {
+                sql.push(format_args!(" AND {column} = "))
+                    .push_bind(v.clone());
+            }
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND timestamp >= ")
+                .push_bind(format_timestamp(&since));
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND timestamp < ")
+                .push_bind(format_timestamp(&until));
+        }
+        sql.push(match query.order {
+            Order::Asc => " ORDER BY position ASC",
+            Order::Desc => " ORDER BY position DESC",
+        });
+        sql.push(" LIMIT ").push_bind((query.limit + 1) as i64);
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| unavailable("reading events", e))?;
+        rows.iter().map(row_event).collect()
+    }
+
+    async fn archive_batch(&self, older_than: DateTime<Utc>, batch: usize) -> Result<u64> {
+        let fail = |e| unavailable("archiving events", e);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(fail)?;
+        let positions: Vec<i64> = sqlx::query_scalar(
+            "SELECT position FROM event_bus_events WHERE timestamp < ? ORDER BY position LIMIT ?",
+        )
+        .bind(format_timestamp(&older_than))
+        .bind(batch as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if positions.is_empty() {
+            return Ok(0);
+        }
+        let (first, last) = (positions[0], positions[positions.len() - 1]);
+        // The batch is a position range of old events; the same bounds select it twice.
+        sqlx::query(
+            "INSERT INTO event_bus_events_archive (position, id, type, payload, timestamp, project_id, tenant_id, user_id, metadata, archived_at)
+             SELECT position, id, type, payload, timestamp, project_id, tenant_id, user_id, metadata, ?
+             FROM event_bus_events WHERE position BETWEEN ? AND ? AND timestamp < ?
+             ON CONFLICT (position) DO NOTHING",
+        )
+        .bind(format_timestamp(&Utc::now()))
+        .bind(first)
+        .bind(last)
+        .bind(format_timestamp(&older_than))
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let moved = sqlx::query(
+            "DELETE FROM event_bus_events WHERE position BETWEEN ? AND ? AND timestamp < ?",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(format_timestamp(&older_than))
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(moved.rows_affected())
+    }
+
+    async fn purge_archive_batch(
+        &self,
+        archived_before: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM event_bus_events_archive WHERE position IN (
+               SELECT position FROM event_bus_events_archive WHERE archived_at < ? ORDER BY position LIMIT ?)",
+        )
+        .bind(format_timestamp(&archived_before))
+        .bind(batch as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unavailable("purging archived events", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
