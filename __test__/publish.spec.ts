@@ -98,10 +98,10 @@ describe('open', () => {
     }));
 
   it('reads EVENT_STORE_URL when storeUrl is not given', () =>
-    withEnv('EVENT_STORE_URL', 'postgres://nowhere/db', async () => {
+    withEnv('EVENT_STORE_URL', 'mysql://nowhere/db', async () => {
       await expect(EventBus.open({ logger: () => {} })).rejects.toMatchObject({
         code: 'INVALID_CONFIG',
-        message: expect.stringContaining('postgres://nowhere/db'),
+        message: expect.stringContaining('mysql://nowhere/db'),
       });
     }));
 
@@ -115,6 +115,8 @@ describe('open', () => {
     [{ validation: { schemas: { 'a.b': { type: 42 } } } }, 'not a valid JSON Schema'],
     [{ logLevel: 'chatty' }, 'logLevel: unknown variant'],
     [{ storeUrl: 'mysql://x' }, 'storeUrl "mysql://x" is not supported'],
+    [{ store: { poolSize: 0 } }, 'store.poolSize must be between'],
+    [{ retention: { archiveAfter: 'whenever' } }, 'retention.archiveAfter must be milliseconds or a duration'],
     [{ logger: 'console' }, 'logger must be a function'],
   ])('refuses bad options %j with INVALID_CONFIG', async (options, message) => {
     const err = await EventBus.open(options as never).catch((e) => e);

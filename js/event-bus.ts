@@ -238,6 +238,19 @@ export class EventBus extends EventBusHandle {
     };
   }
 
+  /**
+   * Moves events older than `olderThan` to the archive, in bounded batches (safe to run
+   * concurrently and to re-run). `getEvents({ includeArchived: true })` still finds them.
+   */
+  archive(options: { olderThan: Date | string }): Promise<{ archived: number }> {
+    return native(async () => {
+      const olderThan = options?.olderThan;
+      const iso = olderThan instanceof Date ? olderThan.toISOString() : olderThan;
+      if (typeof iso !== 'string') throw new EventBusError('INVALID_EVENT', 'olderThan must be a Date or an ISO-8601 string');
+      return { archived: await this.nativeBus.archive(iso) };
+    });
+  }
+
   metrics(): EventBusMetrics {
     return JSON.parse(nativeSync(() => this.nativeBus.metrics())) as EventBusMetrics;
   }

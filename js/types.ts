@@ -143,6 +143,8 @@ export interface EventQuery<P extends string = string> {
   /** `nextCursor` of the previous page. */
   cursor?: string;
   order?: 'asc' | 'desc';
+  /** Also return archived events. */
+  includeArchived?: boolean;
 }
 
 export interface EventPage<E = BusEvent> {
@@ -161,8 +163,27 @@ export interface LogRecord {
 }
 
 export interface EventBusOptions {
-  /** `memory:` (default for now, or EVENT_STORE_URL). */
+  /**
+   * `postgres://…` (production), `sqlite://path` or `memory:` (tests). Default: EVENT_STORE_URL,
+   * else `sqlite://./event-bus.db`. A PostgreSQL schema can be chosen with
+   * `?options[search_path]=name`.
+   */
   storeUrl?: string;
+  store?: {
+    /** Connections in the pool (default 10). */
+    poolSize?: number;
+    /** How long a publish or query waits for a connection before STORE_UNAVAILABLE (default 5000). */
+    acquireTimeoutMs?: number;
+  };
+  /** Background archiving: durations in milliseconds or text such as '30d', '12h'. */
+  retention?: {
+    /** Archive events older than this. */
+    archiveAfter?: number | string;
+    /** Delete archived events this long after they were archived. */
+    deleteArchivedAfter?: number | string;
+    /** How often the retention pass runs (default 60000). */
+    intervalMs?: number;
+  };
   /** When false, publish validates but stores and delivers nothing (EVENT_BUS_ENABLED). */
   enabled?: boolean;
   webhook?: {

@@ -1,10 +1,11 @@
-// A small tour of @situs/event-bus on the memory store: subscribe with patterns, add a middleware,
-// publish, query, scope to a tenant, close. Run with `npm run demo`.
+// A small tour of @situs/event-bus on the embedded SQLite store (./event-bus.db, the default):
+// subscribe with patterns, add a middleware, publish, query, scope to a tenant, close.
+// Run with `npm run demo`; run it again and the positions continue where the last run stopped.
 const { EventBus, EventType, EventBusError } = require('@situs/event-bus');
 
 async function main() {
   const bus = await EventBus.open({
-    storeUrl: 'memory:',
+    // storeUrl defaults to EVENT_STORE_URL, else sqlite://./event-bus.db
     logger: (r) => {
       if (r.level === 'warn' || r.level === 'error') console.log(`  [${r.level}] ${r.message}`, r.fields);
     },
@@ -45,8 +46,8 @@ async function main() {
     if (err instanceof EventBusError) console.log(`rejected: ${err.code}: ${err.message}`);
   }
 
-  const page = await bus.getEventsByProject('p-1', { limit: 10 });
-  console.log(`project p-1 has ${page.events.length} events:`, page.events.map((e) => e.type).join(', '));
+  const page = await bus.getEventsByProject('p-1', { order: 'desc', limit: 5 });
+  console.log(`latest events of project p-1:`, page.events.map((e) => `#${e.position} ${e.type}`).join(', '));
 
   await bus.close();
   console.log('metrics', bus.metrics());

@@ -224,3 +224,85 @@ macro_rules! conformance {
         }
     };
 }
+
+/// A TCP proxy in front of PostgreSQL that a test can take down and bring back, to simulate an
+/// outage without touching the server other tests use.
+pub struct Outage {
+    pub port: u16,
+    target: String,
+    state: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Outage {
+    pub async fn start(target: &str) -> Outage {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let outage = Outage {
+            port,
+            target: target.to_string(),
+            state: Arc::new(Mutex::new(None)),
+        };
+        outage.serve(listener);
+        outage
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            // Dropping this task (on `down`) aborts the JoinSet: every proxied connection dies.
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        *self.state.lock().expect("lock") = Some(task);
+    }
+
+    /// Closes the listener and every connection: clients see PostgreSQL as down.
+    pub async fn down(&self) {
+        let task = self.state.lock().expect("lock").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn up(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("rebind proxy");
+        self.serve(listener);
+    }
+}
+
+/// Like `conformance!`, for behaviour only durable stores have (several instances sharing one
+/// database): SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! durable {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_shared {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = $crate::common::TestStore::sqlite();
+                super::$name(&store).await;
+                store.cleanup().await;
+            })*
+        }
+        mod postgres_shared {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = $crate::common::TestStore::postgres().await;
+                super::$name(&store).await;
+                store.cleanup().await;
+            })*
+        }
+    };
+}

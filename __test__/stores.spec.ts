@@ -1,0 +1,81 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { EventBus } from '@situs/event-bus';
+import { postgresStore, sqliteStore } from './stores';
+
+const backends = [
+  ['sqlite', async () => sqliteStore()],
+  ['postgres', postgresStore],
+] as const;
+
+describe.each(backends)('%s store', (_name, makeStore) => {
+  let store: { url: string; drop: () => Promise<void> };
+  beforeAll(async () => {
+    store = await makeStore();
+  });
+  afterAll(() => store.drop());
+
+  it('stores durably: a reopened bus reads what an earlier one committed, and ids stay idempotent', async () => {
+    const first = await EventBus.open({ storeUrl: store.url, logger: () => {} });
+    const seen: number[] = [];
+    first.subscribe('order.*', (e) => {
+      seen.push(e.position);
+    });
+    const a = await first.publish({ type: 'order.placed', payload: { total: 12.5, items: ['x'] }, projectId: 'p1', tenantId: 't1' });
+    const many = await first.publishMany([
+      { type: 'order.paid', payload: { total: 12.5 }, projectId: 'p1' },
+      { type: 'order.shipped', payload: null, userId: 'u1', metadata: { carrier: 'dhl' } },
+    ]);
+    await first.close();
+    expect(seen).toEqual([a.position, ...many.map((e) => e.position)]);
+
+    const second = await EventBus.open({ storeUrl: store.url, logger: () => {} });
+    const { events } = await second.getEvents({ types: ['order.*'] });
+    expect(events.map((e) => e.type)).toEqual(['order.placed', 'order.paid', 'order.shipped']);
+    expect(events[0]).toMatchObject({ id: a.id, payload: { total: 12.5, items: ['x'] }, projectId: 'p1', tenantId: 't1', position: a.position });
+    expect(events[0].timestamp).toEqual(a.timestamp);
+    expect(events[2]).toMatchObject({ payload: null, userId: 'u1', metadata: { carrier: 'dhl' } });
+    const retry = await second.publish({ id: a.id, type: 'order.placed', payload: { items: ['x'], total: 12.5 }, projectId: 'p1', tenantId: 't1' });
+    expect(retry.position).toBe(a.position);
+    await expect(second.publish({ id: a.id, type: 'order.placed', payload: {} })).rejects.toMatchObject({ code: 'DUPLICATE_EVENT' });
+    await second.close();
+  });
+
+  it('archives old events, still found with includeArchived', async () => {
+    const bus = await EventBus.open({ storeUrl: store.url, logger: () => {} });
+    const before = (await bus.getEvents({ limit: 1000 })).events.length;
+    await bus.publishMany(Array.from({ length: 30 }, (_, i) => ({ type: 'log.line', payload: i })));
+    const cutoff = new Date(Date.now() + 1000);
+    const { archived } = await bus.archive({ olderThan: cutoff });
+    expect(archived).toBe(before + 30);
+    expect((await bus.getEvents()).events).toEqual([]);
+    const all = await bus.getEvents({ includeArchived: true, types: ['log.line'], order: 'desc', limit: 5 });
+    expect(all.events.map((e) => e.payload)).toEqual([29, 28, 27, 26, 25]);
+    expect(await bus.archive({ olderThan: cutoff.toISOString() })).toEqual({ archived: 0 });
+    await expect(bus.archive({ olderThan: 'yesterday' })).rejects.toMatchObject({ code: 'INVALID_EVENT', message: expect.stringContaining('olderThan') });
+    await bus.close();
+  });
+});
+
+it('opens sqlite://./event-bus.db when neither storeUrl nor EVENT_STORE_URL is given', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'situs-eb-default-'));
+  const env = { ...process.env };
+  delete env.EVENT_STORE_URL;
+  const script = `
+    const { EventBus } = require(${JSON.stringify(path.resolve(__dirname, '..'))});
+    (async () => {
+      const bus = await EventBus.open();
+      const e = await bus.publish({ type: 'a.b', payload: 1 });
+      await bus.close();
+      console.log(e.position);
+    })();`;
+  const run = () => spawnSync(process.execPath, ['-e', script], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 });
+  const first = run();
+  const second = run();
+  expect(first.stderr).toBe('');
+  expect([first.stdout.trim(), second.stdout.trim()]).toEqual(['1', '2']);
+  expect(fs.existsSync(path.join(dir, 'event-bus.db'))).toBe(true);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
