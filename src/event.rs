@@ -25,6 +25,8 @@ pub struct Event {
     pub tenant_id: Option<String>,
     pub user_id: Option<String>,
     pub metadata: Option<Box<RawValue>>,
+    /// The bus generated the id (UUIDv7), so no stored event can already have it.
+    pub id_generated: bool,
 }
 
 /// An event committed to the store at a global position. Shared between the store, the router and
@@ -176,6 +178,7 @@ impl Event {
         let (mut event, id_given) = Self::parse(text)?;
         if !id_given {
             event.id = self.id;
+            event.id_generated = self.id_generated;
         }
         event.timestamp = self.timestamp;
         Ok(event)
@@ -229,6 +232,7 @@ impl Event {
             tenant_id: optional_string(input.tenant_id, "tenantId")?,
             user_id: optional_string(input.user_id, "userId")?,
             metadata,
+            id_generated: !id_given,
         };
         Ok((event, id_given))
     }

@@ -3,7 +3,9 @@
 //! Appends take a transaction-scoped advisory lock before inserting, so positions (an identity
 //! column) are assigned in commit order across every process: a reader asking for
 //! `position > last` can never miss an event whose transaction committed late. Each group commit
-//! is one multi-row `INSERT … SELECT FROM UNNEST(…)`, idempotent on the event id.
+//! is one multi-row `INSERT … SELECT FROM UNNEST(…)`, idempotent on the event id: one autocommit
+//! statement (lock included) when the bus generated every id, a transaction that can refuse a
+//! request whole when callers chose ids.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,8 +13,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{existing, migrate, unavailable, Appended, Store, StoreOptions};
@@ -26,7 +31,13 @@ pub const APPEND_LOCK: i64 = 0x5e17_ba5e;
 const COLUMNS: &str = r#"position, id, type, payload::text AS payload, "timestamp", project_id, tenant_id, user_id, metadata::text AS metadata"#;
 
 pub struct PostgresStore {
+    /// Reads, archiving and migrations.
     pool: PgPool,
+    /// The batcher is the only appender: it keeps a connection of its own, so a group commit never
+    /// waits for the pool or its liveness ping. Dropped on any error, reopened by the next append.
+    writer: tokio::sync::Mutex<Option<PgConnection>>,
+    connect: PgConnectOptions,
+    connect_timeout: Duration,
 }
 
 fn decode(context: &str, err: impl std::fmt::Display) -> EventBusError {
@@ -50,8 +61,47 @@ fn row_event(row: &PgRow) -> Result<SharedEvent> {
         tenant_id: row.try_get("tenant_id").map_err(get)?,
         user_id: row.try_get("user_id").map_err(get)?,
         metadata: metadata.map(|m| raw_json(m, "metadata")).transpose()?,
+        id_generated: false,
     };
     Ok(Arc::new(StoredEvent::new(event, position as u64)))
+}
+
+/// A batch of events as column arrays, bound as PostgreSQL arrays and unnested server-side.
+struct EventColumns<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    payloads: Vec<&'a str>,
+    stamps: Vec<DateTime<Utc>>,
+    projects: Vec<Option<&'a str>>,
+    tenants: Vec<Option<&'a str>>,
+    users: Vec<Option<&'a str>>,
+    metas: Vec<Option<&'a str>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: impl Iterator<Item = &'a Event>) -> EventColumns<'a> {
+        let mut c = EventColumns {
+            ids: Vec::new(),
+            types: Vec::new(),
+            payloads: Vec::new(),
+            stamps: Vec::new(),
+            projects: Vec::new(),
+            tenants: Vec::new(),
+            users: Vec::new(),
+            metas: Vec::new(),
+        };
+        for e in events {
+            c.ids.push(e.id);
+            c.types.push(e.event_type.as_str());
+            c.payloads.push(e.payload.get());
+            c.stamps.push(e.timestamp);
+            c.projects.push(e.project_id.as_deref());
+            c.tenants.push(e.tenant_id.as_deref());
+            c.users.push(e.user_id.as_deref());
+            c.metas.push(e.metadata.as_deref().map(RawValue::get));
+        }
+        c
+    }
 }
 
 /// What one attempt at a group commit found.
@@ -67,23 +117,152 @@ enum Attempt {
 
 impl PostgresStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore> {
+        let connect = PgConnectOptions::from_str(url).map_err(|e| {
+            EventBusError::InvalidConfig(format!("storeUrl is not a valid PostgreSQL URL: {e}"))
+        })?;
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size)
             .acquire_timeout(options.acquire_timeout)
-            .connect(url)
+            .connect_with(connect.clone())
             .await
             .map_err(|e| unavailable("connecting to PostgreSQL", e))?;
         migrate::run(migrate::Backend::Postgres, &pool).await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            writer: tokio::sync::Mutex::new(None),
+            connect,
+            connect_timeout: options.acquire_timeout,
+        })
+    }
+
+    /// The writer connection, opened if needed within the acquire timeout.
+    async fn writer_connection(&self, slot: &mut Option<PgConnection>) -> Result<()> {
+        if slot.is_none() {
+            let connecting =
+                tokio::time::timeout(self.connect_timeout, self.connect.connect()).await;
+            let connection = match connecting {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(unavailable("connecting to PostgreSQL", e)),
+                Err(_) => {
+                    return Err(EventBusError::StoreUnavailable(format!(
+                        "connecting to PostgreSQL timed out after {} ms",
+                        self.connect_timeout.as_millis()
+                    )))
+                }
+            };
+            *slot = Some(connection);
+        }
+        Ok(())
+    }
+
+    /// One group commit on the writer connection; a failed attempt drops the connection.
+    async fn commit_on_writer(
+        &self,
+        requests: &[Vec<Event>],
+        live: &[usize],
+        generated: bool,
+    ) -> Result<Attempt> {
+        let mut slot = self.writer.lock().await;
+        self.writer_connection(&mut slot).await?;
+        let Some(conn) = slot.as_mut() else {
+            return Err(EventBusError::StoreUnavailable(
+                "no writer connection".into(),
+            ));
+        };
+        let attempt = if generated {
+            Self::attempt_generated_ids(conn, requests, live).await
+        } else {
+            Self::attempt(conn, requests, live).await
+        };
+        if attempt.is_err() {
+            *slot = None;
+        }
+        attempt
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    async fn attempt(&self, requests: &[Vec<Event>], live: &[usize]) -> Result<Attempt> {
+    /// Group commit when every id was generated by the bus (the common case): no stored event can
+    /// share an id, so there is nothing to refuse and the lock and the insert go in one
+    /// autocommit statement, one round trip. The lock subquery is joined to every inserted row,
+    /// so it is taken before any position is drawn and held until the statement commits.
+    async fn attempt_generated_ids(
+        conn: &mut PgConnection,
+        requests: &[Vec<Event>],
+        live: &[usize],
+    ) -> Result<Attempt> {
         let fail = |e| unavailable("appending events", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let columns = EventColumns::of(live.iter().flat_map(|&r| requests[r].iter()));
+        let rows = sqlx::query(
+            r#"INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
+               SELECT t.id, t.type, t.payload::jsonb, t.ts, t.project_id, t.tenant_id, t.user_id, t.metadata::jsonb
+               FROM (SELECT pg_advisory_xact_lock($9)) AS append_lock,
+                    UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
+                    WITH ORDINALITY AS t(id, type, payload, ts, project_id, tenant_id, user_id, metadata, ord)
+               ORDER BY t.ord
+               ON CONFLICT (id) DO NOTHING
+               RETURNING id, position"#,
+        )
+        .bind(&columns.ids)
+        .bind(&columns.types)
+        .bind(&columns.payloads)
+        .bind(&columns.stamps)
+        .bind(&columns.projects)
+        .bind(&columns.tenants)
+        .bind(&columns.users)
+        .bind(&columns.metas)
+        .bind(APPEND_LOCK)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(fail)?;
+        let mut inserted = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: Uuid = row.try_get("id").map_err(fail)?;
+            let position: i64 = row.try_get("position").map_err(fail)?;
+            inserted.insert(id, position as u64);
+        }
+        if inserted.len() != columns.ids.len() {
+            // Already there: this batch committed on an earlier attempt whose reply was lost
+            // (generated UUIDv7 ids are ours alone), so these rows are this batch's.
+            let missing: Vec<Uuid> = columns
+                .ids
+                .iter()
+                .filter(|id| !inserted.contains_key(id))
+                .copied()
+                .collect();
+            let rows = sqlx::query("SELECT id, position FROM event_bus_events WHERE id = ANY($1)")
+                .bind(&missing)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(fail)?;
+            for row in &rows {
+                let id: Uuid = row.try_get("id").map_err(fail)?;
+                let position: i64 = row.try_get("position").map_err(fail)?;
+                inserted.insert(id, position as u64);
+            }
+            if inserted.len() != columns.ids.len() {
+                return Err(EventBusError::StoreUnavailable(
+                    "appended events were not found".into(),
+                ));
+            }
+        }
+        Ok(Attempt::Committed {
+            inserted,
+            existing: HashMap::new(),
+        })
+    }
+
+    /// Group commit when callers chose ids: in a transaction, so a request that reuses an id with
+    /// different content can be refused whole.
+    async fn attempt(
+        conn: &mut PgConnection,
+        requests: &[Vec<Event>],
+        live: &[usize],
+    ) -> Result<Attempt> {
+        let fail = |e| unavailable("appending events", e);
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(fail)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(APPEND_LOCK)
             .execute(&mut *tx)
@@ -91,29 +270,7 @@ impl PostgresStore {
             .map_err(fail)?;
 
         let events = || live.iter().flat_map(|&r| requests[r].iter());
-        let n = events().count();
-        let (mut ids, mut types, mut payloads, mut stamps) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut projects, mut tenants, mut users, mut metas) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for e in events() {
-            ids.push(e.id);
-            types.push(e.event_type.as_str());
-            payloads.push(e.payload.get());
-            stamps.push(e.timestamp);
-            projects.push(e.project_id.as_deref());
-            tenants.push(e.tenant_id.as_deref());
-            users.push(e.user_id.as_deref());
-            metas.push(e.metadata.as_deref().map(RawValue::get));
-        }
+        let columns = EventColumns::of(events());
         let rows = sqlx::query(
             r#"INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
                SELECT id, type, payload::jsonb, ts, project_id, tenant_id, user_id, metadata::jsonb
@@ -123,14 +280,14 @@ impl PostgresStore {
                ON CONFLICT (id) DO NOTHING
                RETURNING id, position"#,
         )
-        .bind(&ids)
-        .bind(&types)
-        .bind(&payloads)
-        .bind(&stamps)
-        .bind(&projects)
-        .bind(&tenants)
-        .bind(&users)
-        .bind(&metas)
+        .bind(&columns.ids)
+        .bind(&columns.types)
+        .bind(&columns.payloads)
+        .bind(&columns.stamps)
+        .bind(&columns.projects)
+        .bind(&columns.tenants)
+        .bind(&columns.users)
+        .bind(&columns.metas)
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
@@ -210,7 +367,16 @@ impl Store for PostgresStore {
             if live.is_empty() {
                 break None;
             }
-            match self.attempt(&requests, &live).await {
+            let generated = live
+                .iter()
+                .all(|&r| requests[r].iter().all(|e| e.id_generated));
+            let mut attempt = self.commit_on_writer(&requests, &live, generated).await;
+            if generated && attempt.is_err() {
+                // Once more on a fresh connection (a restart leaves the old one dead); safe, since
+                // rows committed by the failed attempt are recognised by their ids.
+                attempt = self.commit_on_writer(&requests, &live, generated).await;
+            }
+            match attempt {
                 Ok(Attempt::Refused(refused)) => {
                     for (r, err) in refused {
                         live.retain(|&l| l != r);
@@ -334,6 +500,9 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        if let Some(writer) = self.writer.lock().await.take() {
+            let _ = sqlx::Connection::close(writer).await;
+        }
         self.pool.close().await;
     }
 }

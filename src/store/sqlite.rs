@@ -49,6 +49,7 @@ fn row_event(row: &SqliteRow) -> Result<SharedEvent> {
         tenant_id: row.try_get("tenant_id").map_err(get)?,
         user_id: row.try_get("user_id").map_err(get)?,
         metadata: metadata.map(|m| raw_json(m, "metadata")).transpose()?,
+        id_generated: false,
     };
     Ok(Arc::new(StoredEvent::new(event, position as u64)))
 }

@@ -1,0 +1,167 @@
+// Publish throughput and latency on the durable stores, side by side in the same run with plain
+// node-postgres baselines writing the same rows into the same table definition:
+//   - one INSERT per event (1 connection awaited; 16 connections concurrently)
+//   - COPY of the rows (the bulk-load ceiling)
+// and the bus on SQLite. Prints one JSON line per measurement. Run: npm run bench:store
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { randomUUID } = require('node:crypto');
+const { pipeline } = require('node:stream/promises');
+const { Readable } = require('node:stream');
+const { Client, Pool } = require('pg');
+const { from: copyFrom } = require('pg-copy-streams');
+const { EventBus } = require('@situs/event-bus');
+
+const DB = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+const MIGRATION = fs.readFileSync(path.join(__dirname, '..', 'migrations', 'postgres', '0001_events.sql'), 'utf8');
+const N_SINGLE = Number(process.env.BENCH_SINGLE || 2000);
+const N_CONCURRENT = Number(process.env.BENCH_CONCURRENT || 20000);
+const N_MANY = Number(process.env.BENCH_MANY || 100000);
+const PUBLISHERS = 16;
+
+const event = (i) => ({
+  type: 'project.updated',
+  payload: { id: i, name: `item-${i}`, tags: ['a', 'b'], nested: { ok: true } },
+  projectId: `p${i % 100}`,
+  tenantId: `t${i % 10}`,
+  userId: `u${i % 1000}`,
+});
+
+function line(fields) {
+  console.log(JSON.stringify({ bench: 'store-throughput', ...fields }));
+}
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function timed(fn) {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+async function withSchema(fn) {
+  const schema = `eb_bench_${randomUUID().replace(/-/g, '')}`;
+  const admin = new Client({ connectionString: DB });
+  await admin.connect();
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const sep = DB.includes('?') ? '&' : '?';
+  try {
+    return await fn(`${DB}${sep}options[search_path]=${schema}`, schema);
+  } finally {
+    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+    await admin.end();
+  }
+}
+
+const INSERT = `INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING position`;
+const row = (i) => {
+  const e = event(i);
+  return [randomUUID(), e.type, JSON.stringify(e.payload), new Date(), e.projectId, e.tenantId, e.userId];
+};
+
+async function baselines() {
+  return withSchema(async (_url, schema) => {
+    const pool = new Pool({ connectionString: DB, max: PUBLISHERS, options: `-c search_path=${schema}` });
+    await pool.query(MIGRATION);
+    // One INSERT per event, one connection, each awaited: also the raw round trip latency.
+    const client = await pool.connect();
+    const latencies = [];
+    const single = await timed(async () => {
+      for (let i = 0; i < N_SINGLE; i++) {
+        const t = process.hrtime.bigint();
+        await client.query({ name: 'insert', text: INSERT, values: row(i) });
+        latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+      }
+    });
+    client.release();
+    latencies.sort((a, b) => a - b);
+    line({ case: 'INSERT per event, 1 connection awaited', impl: 'node-postgres', events: N_SINGLE, eventsPerSec: Math.round(N_SINGLE / single), p50Ms: +percentile(latencies, 50).toFixed(3), p99Ms: +percentile(latencies, 99).toFixed(3) });
+    // One INSERT per event from 16 concurrent publishers, 16 connections.
+    const per = N_CONCURRENT / PUBLISHERS;
+    const concurrent = await timed(() =>
+      Promise.all(
+        Array.from({ length: PUBLISHERS }, async (_, p) => {
+          for (let i = 0; i < per; i++) await pool.query({ name: 'insert', text: INSERT, values: row(p * per + i) });
+        }),
+      ),
+    );
+    line({ case: 'INSERT per event, 16 concurrent connections', impl: 'node-postgres', events: N_CONCURRENT, eventsPerSec: Math.round(N_CONCURRENT / concurrent) });
+    // COPY the same rows in one stream.
+    const copyClient = await pool.connect();
+    const copy = await timed(async () => {
+      const rows = function* () {
+        for (let i = 0; i < N_MANY; i++) {
+          const [id, type, payload, ts, p, t, u] = row(i);
+          yield `${id}\t${type}\t${payload.replace(/\\/g, '\\\\')}\t${ts.toISOString()}\t${p}\t${t}\t${u}\n`;
+        }
+      };
+      const stream = copyClient.query(copyFrom(`COPY event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id) FROM STDIN`));
+      await pipeline(Readable.from(rows()), stream);
+    });
+    copyClient.release();
+    await pool.end();
+    line({ case: 'COPY', impl: 'node-postgres', events: N_MANY, eventsPerSec: Math.round(N_MANY / copy) });
+    return { rawP50: percentile(latencies, 50), perInsert: N_SINGLE / single, perInsert16: N_CONCURRENT / concurrent, copy: N_MANY / copy };
+  });
+}
+
+async function bus(storeUrl, label) {
+  const bus = await EventBus.open({ storeUrl, logger: () => {}, store: { poolSize: PUBLISHERS } });
+  const latencies = [];
+  const single = await timed(async () => {
+    for (let i = 0; i < N_SINGLE; i++) {
+      const t = process.hrtime.bigint();
+      await bus.publish(event(i));
+      latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+    }
+  });
+  latencies.sort((a, b) => a - b);
+  line({ case: '1 publisher awaited', impl: label, events: N_SINGLE, eventsPerSec: Math.round(N_SINGLE / single), p50Ms: +percentile(latencies, 50).toFixed(3), p99Ms: +percentile(latencies, 99).toFixed(3) });
+  const per = N_CONCURRENT / PUBLISHERS;
+  const concurrent = await timed(() =>
+    Promise.all(
+      Array.from({ length: PUBLISHERS }, async (_, p) => {
+        for (let i = 0; i < per; i++) await bus.publish(event(p * per + i));
+      }),
+    ),
+  );
+  line({ case: '16 concurrent publishers', impl: label, events: N_CONCURRENT, eventsPerSec: Math.round(N_CONCURRENT / concurrent) });
+  const many = await timed(async () => {
+    const pending = [];
+    for (let b = 0; b < N_MANY / 500; b++) {
+      pending.push(bus.publishMany(Array.from({ length: 500 }, (_, i) => event(b * 500 + i))));
+      if (pending.length >= 4) await pending.shift();
+    }
+    await Promise.all(pending);
+  });
+  line({ case: 'publishMany(500)', impl: label, events: N_MANY, eventsPerSec: Math.round(N_MANY / many) });
+  await bus.close();
+  return { p50: percentile(latencies, 50), concurrent: N_CONCURRENT / concurrent, many: N_MANY / many };
+}
+
+async function main() {
+  const base = await baselines();
+  const pg = await withSchema((url) => bus(url, '@situs/event-bus postgres'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'situs-eb-bench-'));
+  await bus(`sqlite://${path.join(dir, 'bench.db')}`, '@situs/event-bus sqlite');
+  fs.rmSync(dir, { recursive: true, force: true });
+  const r = (x) => +x.toFixed(2);
+  line({
+    case: 'summary (postgres)',
+    concurrentVsCopy: r(pg.concurrent / base.copy),
+    concurrentVsPerInsert: r(pg.concurrent / base.perInsert),
+    concurrentVsPerInsert16: r(pg.concurrent / base.perInsert16),
+    publishManyVsCopy: r(pg.many / base.copy),
+    singleP50VsRawInsertP50: r(pg.p50 / base.rawP50),
+    targets: { concurrentVsCopy: 0.6, concurrentVsPerInsert: 10, publishManyVsCopy: 0.8, singleP50VsRawInsertP50: 1.3 },
+  });
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
