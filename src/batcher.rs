@@ -12,12 +12,27 @@ use tracing::Instrument;
 use crate::config::BatchConfig;
 use crate::error::{EventBusError, Result};
 use crate::event::Event;
+use crate::in_flight::InFlight;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::store::{Appended, Store};
 
 /// Requests that may wait for the writer before publishers feel back-pressure.
 const QUEUE_DEPTH: usize = 16 * 1024;
+
+/// Longest a commit waits for publishes that were admitted but are still on their way.
+const ARRIVAL_WAIT: Duration = Duration::from_millis(2);
+
+/// A publish admitted but not yet queued for the writer. While any exist, the writer holds a
+/// commit briefly so they join it: concurrent publishers then share one commit instead of
+/// alternating between a commit of one and a commit of the rest.
+pub struct Arrival(Arc<InFlight>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.0.done(1);
+    }
+}
 
 enum Msg {
     Write {
@@ -30,6 +45,7 @@ enum Msg {
 
 pub struct Batcher {
     tx: mpsc::Sender<Msg>,
+    arriving: Arc<InFlight>,
 }
 
 impl Batcher {
@@ -41,17 +57,29 @@ impl Batcher {
         span: tracing::Span,
     ) -> Batcher {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(writer(rx, store, router, metrics, config).instrument(span));
-        Batcher { tx }
+        let arriving = Arc::new(InFlight::default());
+        tokio::spawn(writer(rx, store, router, metrics, config, arriving.clone()).instrument(span));
+        Batcher { tx, arriving }
+    }
+
+    /// Announces a publish that will reach `write` soon (see [`Arrival`]).
+    pub fn expect_arrival(&self) -> Arrival {
+        self.arriving.add(1);
+        Arrival(self.arriving.clone())
     }
 
     /// Stores `events` atomically, after everything queued before them.
-    pub async fn write(&self, events: Vec<Event>) -> Result<Vec<Appended>> {
+    pub async fn write(
+        &self,
+        events: Vec<Event>,
+        arrival: Option<Arrival>,
+    ) -> Result<Vec<Appended>> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Msg::Write { events, reply })
             .await
             .map_err(|_| EventBusError::closed())?;
+        drop(arrival);
         answer.await.map_err(|_| EventBusError::closed())?
     }
 
@@ -70,6 +98,7 @@ async fn writer(
     router: Arc<Router>,
     metrics: Arc<Metrics>,
     config: BatchConfig,
+    arriving: Arc<InFlight>,
 ) {
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     while shutdown.is_none() {
@@ -91,9 +120,20 @@ async fn writer(
         };
         let mut open = take(first, &mut size);
         let deadline = Instant::now() + Duration::from_millis(config.max_delay_ms);
+        let arrival_deadline = Instant::now() + ARRIVAL_WAIT;
         while open && size < config.max_size {
             let next = match rx.try_recv() {
                 Ok(msg) => Some(msg),
+                Err(mpsc::error::TryRecvError::Empty)
+                    if arriving.get() > 0 && Instant::now() < arrival_deadline =>
+                {
+                    tokio::select! {
+                        msg = rx.recv() => msg,
+                        // Everyone arrived (or was rejected on the way): look at the queue again.
+                        _ = arriving.idle() => continue,
+                        _ = tokio::time::sleep_until(arrival_deadline) => None,
+                    }
+                }
                 Err(mpsc::error::TryRecvError::Empty) if config.max_delay_ms > 0 => {
                     tokio::time::timeout_at(deadline, rx.recv())
                         .await

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{watch, OnceCell};
 use tracing::{info_span, Instrument, Span};
 
-use crate::batcher::Batcher;
+use crate::batcher::{Arrival, Batcher};
 use crate::config::{Config, RetentionConfig};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
@@ -80,6 +80,8 @@ impl Gate {
 /// `close()` is drained, never refused, even if its future only runs later.
 pub struct Admitted {
     bus: EventBus,
+    /// Held until a publish is queued for the writer (dropped at once by other operations).
+    arrival: Option<Arrival>,
 }
 
 impl Drop for Admitted {
@@ -90,11 +92,12 @@ impl Drop for Admitted {
 
 impl Admitted {
     /// Validates, stores and routes one event; resolves after it is committed.
-    pub async fn publish(self, event: Event, scope: &Scope) -> Result<Published> {
+    pub async fn publish(mut self, event: Event, scope: &Scope) -> Result<Published> {
         let span = self.bus.publish_span("one", 1);
+        let arrival = self.arrival.take();
         let mut out = self
             .bus
-            .publish_all(vec![event], scope, false)
+            .publish_all(vec![event], scope, false, arrival)
             .instrument(span)
             .await?;
         out.pop()
@@ -102,21 +105,28 @@ impl Admitted {
     }
 
     /// Publishes several events atomically: all are stored, or none (the error names the index).
-    pub async fn publish_many(self, events: Vec<Event>, scope: &Scope) -> Result<Vec<Published>> {
+    pub async fn publish_many(
+        mut self,
+        events: Vec<Event>,
+        scope: &Scope,
+    ) -> Result<Vec<Published>> {
         let span = self.bus.publish_span("many", events.len());
+        let arrival = self.arrival.take();
         self.bus
-            .publish_all(events, scope, true)
+            .publish_all(events, scope, true, arrival)
             .instrument(span)
             .await
     }
 
     /// Moves events older than `older_than` to the archive, in bounded batches; returns how many
     /// moved. Safe to run concurrently and to re-run after a crash.
-    pub async fn archive(self, older_than: DateTime<Utc>) -> Result<u64> {
+    pub async fn archive(mut self, older_than: DateTime<Utc>) -> Result<u64> {
+        self.arrival.take();
         archive_all(&*self.bus.inner.store, older_than).await
     }
 
-    pub async fn get_events(self, mut filter: EventFilter, scope: &Scope) -> Result<Page> {
+    pub async fn get_events(mut self, mut filter: EventFilter, scope: &Scope) -> Result<Page> {
+        self.arrival.take();
         let inner = &self.bus.inner;
         filter.tenant_id = scoped_tenant(scope, filter.tenant_id)?;
         let query = filter.resolve()?;
@@ -278,7 +288,10 @@ impl EventBus {
     /// Admits an operation now (fails CLOSED once `close` has begun); see [`Admitted`].
     pub fn admit(&self) -> Result<Admitted> {
         self.inner.gate.in_flight.add(1);
-        let admitted = Admitted { bus: self.clone() };
+        let admitted = Admitted {
+            bus: self.clone(),
+            arrival: Some(self.inner.batcher.expect_arrival()),
+        };
         self.inner.gate.check_open()?;
         Ok(admitted)
     }
@@ -298,6 +311,7 @@ impl EventBus {
         events: Vec<Event>,
         scope: &Scope,
         indexed: bool,
+        arrival: Option<Arrival>,
     ) -> Result<Vec<Published>> {
         let inner = &self.inner;
         let result: Result<Vec<Event>> = async {
@@ -320,7 +334,7 @@ impl EventBus {
         if !inner.config.enabled || accepted.is_empty() {
             return Ok(accepted.into_iter().map(Published::NotStored).collect());
         }
-        let appended = inner.batcher.write(accepted).await?;
+        let appended = inner.batcher.write(accepted, arrival).await?;
         Ok(appended
             .into_iter()
             .map(|a| Published::Stored(a.event))
