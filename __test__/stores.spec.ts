@@ -79,3 +79,34 @@ it('opens sqlite://./event-bus.db when neither storeUrl nor EVENT_STORE_URL is g
   expect(fs.existsSync(path.join(dir, 'event-bus.db'))).toBe(true);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+describe.each(backends)('%s: two processes opening the same fresh database at once', (_name, makeStore) => {
+  it('both migrate and publish', async () => {
+    const store = await makeStore();
+    const script = `
+      const { EventBus } = require(${JSON.stringify(path.resolve(__dirname, '..'))});
+      (async () => {
+        const bus = await EventBus.open({ storeUrl: process.env.URL, logger: () => {} });
+        const e = await bus.publish({ type: 'proc.started', payload: process.pid });
+        await bus.close();
+        console.log(e.position);
+      })().catch((err) => { console.error(err.code, err.message); process.exit(1); });`;
+    const { spawn } = await import('node:child_process');
+    const run = () =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const child = spawn(process.execPath, ['-e', script], { env: { ...process.env, URL: store.url } });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (err += d));
+        child.on('close', (code) => resolve({ code, out, err }));
+      });
+    const results = await Promise.all([run(), run()]);
+    expect(results.map((r) => [r.code, r.err])).toEqual([
+      [0, ''],
+      [0, ''],
+    ]);
+    expect(results.map((r) => Number(r.out.trim())).sort((a, b) => a - b)).toEqual([1, 2]);
+    await store.drop();
+  });
+});
