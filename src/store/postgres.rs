@@ -172,6 +172,7 @@ impl PostgresStore {
         requests: &[Vec<Event>],
         live: &[usize],
         generated: bool,
+        retry: bool,
         deadline: Instant,
     ) -> Result<Attempt> {
         let mut slot = self.writer.lock().await;
@@ -183,7 +184,7 @@ impl PostgresStore {
         };
         let work = async {
             if generated {
-                Self::attempt_generated_ids(conn, requests, live).await
+                Self::attempt_generated_ids(conn, requests, live, retry).await
             } else {
                 Self::attempt(conn, requests, live).await
             }
@@ -209,31 +210,44 @@ impl PostgresStore {
         conn: &mut PgConnection,
         requests: &[Vec<Event>],
         live: &[usize],
+        retry: bool,
     ) -> Result<Attempt> {
         let fail = |e| unavailable("appending events", e);
         let columns = EventColumns::of(live.iter().flat_map(|&r| requests[r].iter()));
-        let rows = sqlx::query(
-            r#"INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
-               SELECT t.id, t.type, t.payload::jsonb, t.ts, t.project_id, t.tenant_id, t.user_id, t.metadata::jsonb
-               FROM (SELECT pg_advisory_xact_lock($9)) AS append_lock,
-                    UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
-                    WITH ORDINALITY AS t(id, type, payload, ts, project_id, tenant_id, user_id, metadata, ord)
-               ORDER BY t.ord
-               ON CONFLICT (id) DO NOTHING
-               RETURNING id, position"#,
-        )
-        .bind(&columns.ids)
-        .bind(&columns.types)
-        .bind(&columns.payloads)
-        .bind(&columns.stamps)
-        .bind(&columns.projects)
-        .bind(&columns.tenants)
-        .bind(&columns.users)
-        .bind(&columns.metas)
-        .bind(APPEND_LOCK)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(fail)?;
+        // A first attempt cannot conflict, and a plain insert is much cheaper than ON CONFLICT's
+        // speculative insertion; a retry may find rows of its lost predecessor, so it skips them.
+        macro_rules! insert_generated {
+            ($on_conflict:literal) => {
+                concat!(
+                    r#"INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
+                       SELECT t.id, t.type, t.payload::jsonb, t.ts, t.project_id, t.tenant_id, t.user_id, t.metadata::jsonb
+                       FROM (SELECT pg_advisory_xact_lock($9)) AS append_lock,
+                            UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
+                            WITH ORDINALITY AS t(id, type, payload, ts, project_id, tenant_id, user_id, metadata, ord)
+                       ORDER BY t.ord "#,
+                    $on_conflict,
+                    " RETURNING id, position"
+                )
+            };
+        }
+        let sql = if retry {
+            insert_generated!("ON CONFLICT (id) DO NOTHING")
+        } else {
+            insert_generated!("")
+        };
+        let rows = sqlx::query(sql)
+            .bind(&columns.ids)
+            .bind(&columns.types)
+            .bind(&columns.payloads)
+            .bind(&columns.stamps)
+            .bind(&columns.projects)
+            .bind(&columns.tenants)
+            .bind(&columns.users)
+            .bind(&columns.metas)
+            .bind(APPEND_LOCK)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(fail)?;
         let mut inserted = HashMap::with_capacity(rows.len());
         for row in &rows {
             let id: Uuid = row.try_get("id").map_err(fail)?;
@@ -389,13 +403,13 @@ impl Store for PostgresStore {
                 .all(|&r| requests[r].iter().all(|e| e.id_generated));
             let deadline = Instant::now() + self.connect_timeout;
             let mut attempt = self
-                .commit_on_writer(&requests, &live, generated, deadline)
+                .commit_on_writer(&requests, &live, generated, false, deadline)
                 .await;
             if generated && attempt.is_err() && Instant::now() < deadline {
                 // Once more on a fresh connection (a restart leaves the old one dead); safe, since
                 // rows committed by the failed attempt are recognised by their ids.
                 attempt = self
-                    .commit_on_writer(&requests, &live, generated, deadline)
+                    .commit_on_writer(&requests, &live, generated, true, deadline)
                     .await;
             }
             match attempt {
