@@ -4,6 +4,7 @@
 pub mod memory;
 mod migrate;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -8,24 +8,23 @@
 //! request whole when callers chose ids.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
-use std::str::FromStr;
-use std::time::Duration;
-
-use tokio::time::Instant;
-
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row};
+use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::sql::{push_common_filters, push_order_and_limit};
 use super::{existing, migrate, unavailable, Appended, Store, StoreOptions};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent, StoredEvent};
-use crate::query::{Order, Query};
+use crate::query::Query;
 
 /// Key of the advisory lock that serialises appends (shared with SQL-side publishers).
 pub const APPEND_LOCK: i64 = 0x5e17_ba5e;
@@ -108,6 +107,35 @@ impl<'a> EventColumns<'a> {
         }
         c
     }
+}
+
+impl EventColumns<'_> {
+    /// Binds the columns as $1…$8: uuid[], text[], text[], timestamptz[], text[] ×4.
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.ids)
+            .bind(&self.types)
+            .bind(&self.payloads)
+            .bind(&self.stamps)
+            .bind(&self.projects)
+            .bind(&self.tenants)
+            .bind(&self.users)
+            .bind(&self.metas)
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// `RETURNING id, position` rows as a map.
+fn positions_by_id(rows: &[PgRow]) -> Result<HashMap<Uuid, u64>> {
+    let fail = |e| unavailable("reading appended positions", e);
+    rows.iter()
+        .map(|row| {
+            let id: Uuid = row.try_get("id").map_err(fail)?;
+            let position: i64 = row.try_get("position").map_err(fail)?;
+            Ok((id, position as u64))
+        })
+        .collect()
 }
 
 /// What one attempt at a group commit found.
@@ -235,25 +263,13 @@ impl PostgresStore {
         } else {
             insert_generated!("")
         };
-        let rows = sqlx::query(sql)
-            .bind(&columns.ids)
-            .bind(&columns.types)
-            .bind(&columns.payloads)
-            .bind(&columns.stamps)
-            .bind(&columns.projects)
-            .bind(&columns.tenants)
-            .bind(&columns.users)
-            .bind(&columns.metas)
+        let rows = columns
+            .bind(sqlx::query(sql))
             .bind(APPEND_LOCK)
             .fetch_all(&mut *conn)
             .await
             .map_err(fail)?;
-        let mut inserted = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let id: Uuid = row.try_get("id").map_err(fail)?;
-            let position: i64 = row.try_get("position").map_err(fail)?;
-            inserted.insert(id, position as u64);
-        }
+        let mut inserted = positions_by_id(&rows)?;
         if inserted.len() != columns.ids.len() {
             // Already there: this batch committed on an earlier attempt whose reply was lost
             // (generated UUIDv7 ids are ours alone), so these rows are this batch's.
@@ -268,11 +284,7 @@ impl PostgresStore {
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(fail)?;
-            for row in &rows {
-                let id: Uuid = row.try_get("id").map_err(fail)?;
-                let position: i64 = row.try_get("position").map_err(fail)?;
-                inserted.insert(id, position as u64);
-            }
+            inserted.extend(positions_by_id(&rows)?);
             if inserted.len() != columns.ids.len() {
                 return Err(EventBusError::StoreUnavailable(
                     "appended events were not found".into(),
@@ -302,7 +314,7 @@ impl PostgresStore {
 
         let events = || live.iter().flat_map(|&r| requests[r].iter());
         let columns = EventColumns::of(events());
-        let rows = sqlx::query(
+        let insert = columns.bind(sqlx::query(
             r#"INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
                SELECT id, type, payload::jsonb, ts, project_id, tenant_id, user_id, metadata::jsonb
                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
@@ -310,24 +322,9 @@ impl PostgresStore {
                ORDER BY ord
                ON CONFLICT (id) DO NOTHING
                RETURNING id, position"#,
-        )
-        .bind(&columns.ids)
-        .bind(&columns.types)
-        .bind(&columns.payloads)
-        .bind(&columns.stamps)
-        .bind(&columns.projects)
-        .bind(&columns.tenants)
-        .bind(&columns.users)
-        .bind(&columns.metas)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail)?;
-        let mut inserted = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let id: Uuid = row.try_get("id").map_err(fail)?;
-            let position: i64 = row.try_get("position").map_err(fail)?;
-            inserted.insert(id, position as u64);
-        }
+        ));
+        let rows = insert.fetch_all(&mut *tx).await.map_err(fail)?;
+        let inserted = positions_by_id(&rows)?;
 
         // Ids that were not inserted already existed (before, or earlier in this batch).
         let mut first_in_batch: HashMap<Uuid, &Event> = HashMap::new();
@@ -486,11 +483,7 @@ impl Store for PostgresStore {
         }
         sql.push(" WHERE true");
         push_filters(&mut sql, query);
-        sql.push(match query.order {
-            Order::Asc => " ORDER BY position ASC",
-            Order::Desc => " ORDER BY position DESC",
-        });
-        sql.push(" LIMIT ").push_bind((query.limit + 1) as i64);
+        push_order_and_limit(&mut sql, query);
         let rows = sql
             .build()
             .fetch_all(&self.pool)
@@ -543,14 +536,9 @@ impl Store for PostgresStore {
     }
 }
 
-/// The WHERE clauses of a query, binding every value.
+/// The backend-specific WHERE clauses: type patterns and the timestamp range.
 fn push_filters(sql: &mut QueryBuilder<Postgres>, query: &Query) {
-    if let Some(p) = query.after_position {
-        sql.push(" AND position > ").push_bind(p as i64);
-    }
-    if let Some(p) = query.before_position {
-        sql.push(" AND position < ").push_bind(p as i64);
-    }
+    push_common_filters(sql, query);
     if !query.types.is_empty() {
         let exact: Vec<String> = query
             .types
@@ -563,21 +551,17 @@ fn push_filters(sql: &mut QueryBuilder<Postgres>, query: &Query) {
             .filter(|p| p.exact().is_none())
             .map(|p| p.to_regex())
             .collect();
-        sql.push(" AND (type = ANY(")
-            .push_bind(exact)
-            .push(") OR type ~ ANY(")
-            .push_bind(regexes)
-            .push("))");
-    }
-    for (column, value) in [
-        ("project_id", &query.project_id),
-        ("tenant_id", &query.tenant_id),
-        ("user_id", &query.user_id),
-    ] {
-        if let Some(v) = value {
-            sql.push(format_args!(" AND {column} = "))
-                .push_bind(v.clone());
-        }
+        // Exact types alone keep the (type, position) index usable.
+        match (exact.is_empty(), regexes.is_empty()) {
+            (false, true) => sql.push(" AND type = ANY(").push_bind(exact).push(")"),
+            (true, false) => sql.push(" AND type ~ ANY(").push_bind(regexes).push(")"),
+            _ => sql
+                .push(" AND (type = ANY(")
+                .push_bind(exact)
+                .push(") OR type ~ ANY(")
+                .push_bind(regexes)
+                .push("))"),
+        };
     }
     if let Some(since) = query.since {
         sql.push(r#" AND "timestamp" >= "#).push_bind(since);

@@ -17,10 +17,11 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::postgres::raw_json;
+use super::sql::{push_common_filters, push_order_and_limit};
 use super::{existing, migrate, unavailable, Appended, Store, StoreOptions};
 use crate::error::{EventBusError, Result};
 use crate::event::{format_timestamp, Event, SharedEvent, StoredEvent};
-use crate::query::{Order, Query};
+use crate::query::Query;
 
 const COLUMNS: &str =
     "position, id, type, payload, timestamp, project_id, tenant_id, user_id, metadata";
@@ -247,12 +248,7 @@ impl Store for SqliteStore {
             sql.push("event_bus_events");
         }
         sql.push(" WHERE 1 = 1");
-        if let Some(p) = query.after_position {
-            sql.push(" AND position > ").push_bind(p as i64);
-        }
-        if let Some(p) = query.before_position {
-            sql.push(" AND position < ").push_bind(p as i64);
-        }
+        push_common_filters(&mut sql, query);
         if !query.types.is_empty() {
             sql.push(" AND (");
             let mut alternatives = sql.separated(" OR ");
@@ -268,16 +264,6 @@ impl Store for SqliteStore {
             }
             sql.push(")");
         }
-        for (column, value) in [
-            ("project_id", &query.project_id),
-            ("tenant_id", &query.tenant_id),
-            ("user_id", &query.user_id),
-        ] {
-            if let Some(v) = value {
-                sql.push(format_args!(" AND {column} = "))
-                    .push_bind(v.clone());
-            }
-        }
         if let Some(since) = query.since {
             sql.push(" AND timestamp >= ")
                 .push_bind(format_timestamp(&since));
@@ -286,11 +272,7 @@ impl Store for SqliteStore {
             sql.push(" AND timestamp < ")
                 .push_bind(format_timestamp(&until));
         }
-        sql.push(match query.order {
-            Order::Asc => " ORDER BY position ASC",
-            Order::Desc => " ORDER BY position DESC",
-        });
-        sql.push(" LIMIT ").push_bind((query.limit + 1) as i64);
+        push_order_and_limit(&mut sql, query);
         let rows = sql
             .build()
             .fetch_all(&self.pool)
