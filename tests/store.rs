@@ -457,7 +457,7 @@ async fn postgres_terminated_backends_mid_stream_lose_no_acknowledged_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_newer_than_the_addon_is_refused() {
-    for store in [TestStore::sqlite(), TestStore::postgres().await] {
+    for store in [TestStore::sqlite().await, TestStore::postgres().await] {
         let bus = store.open("{}").await;
         bus.close().await;
         // A later addon recorded a migration this one does not know.
@@ -555,7 +555,7 @@ async fn unsupported_store_urls_are_invalid_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timestamps_round_trip_exactly() {
-    for store in [TestStore::sqlite(), TestStore::postgres().await] {
+    for store in [TestStore::sqlite().await, TestStore::postgres().await] {
         let bus = store.open("{}").await;
         let e = bus
             .publish(typed("a.b", json!({"k": [1, "two", null]})), &all())

@@ -126,14 +126,14 @@ pub fn with_schema(url: &str, schema: &str) -> String {
 }
 
 impl TestStore {
-    pub fn memory() -> TestStore {
+    pub async fn memory() -> TestStore {
         TestStore {
             url: "memory:".into(),
             cleanup: Cleanup::Nothing,
         }
     }
 
-    pub fn sqlite() -> TestStore {
+    pub async fn sqlite() -> TestStore {
         let path = std::env::temp_dir().join(format!("{}.db", unique("situs_event_bus")));
         TestStore {
             url: format!("sqlite://{}", path.display()),
@@ -194,34 +194,37 @@ impl TestStore {
     }
 }
 
-/// Runs each listed `async fn(&TestStore)` against the memory, SQLite and PostgreSQL stores.
+/// One `#[tokio::test]` per listed `async fn(&TestStore)`, on one backend, in module `$module`.
+#[macro_export]
+macro_rules! store_tests {
+    ($backend:ident in $module:ident: $($name:ident),* $(,)?) => {
+        mod $module {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = $crate::common::TestStore::$backend().await;
+                super::$name(&store).await;
+                store.cleanup().await;
+            })*
+        }
+    };
+}
+
+/// Runs each listed test against the memory, SQLite and PostgreSQL stores.
 #[macro_export]
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let store = $crate::common::TestStore::memory();
-                super::$name(&store).await;
-                store.cleanup().await;
-            })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let store = $crate::common::TestStore::sqlite();
-                super::$name(&store).await;
-                store.cleanup().await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let store = $crate::common::TestStore::postgres().await;
-                super::$name(&store).await;
-                store.cleanup().await;
-            })*
-        }
+        $crate::store_tests!(memory in memory: $($name),*);
+        $crate::store_tests!(sqlite in sqlite: $($name),*);
+        $crate::store_tests!(postgres in postgres: $($name),*);
+    };
+}
+
+/// For behaviour only durable stores have (several instances sharing one database).
+#[macro_export]
+macro_rules! durable {
+    ($($name:ident),* $(,)?) => {
+        $crate::store_tests!(sqlite in sqlite_shared: $($name),*);
+        $crate::store_tests!(postgres in postgres_shared: $($name),*);
     };
 }
 
@@ -281,28 +284,4 @@ impl Outage {
             .expect("rebind proxy");
         self.serve(listener);
     }
-}
-
-/// Like `conformance!`, for behaviour only durable stores have (several instances sharing one
-/// database): SQLite and PostgreSQL.
-#[macro_export]
-macro_rules! durable {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_shared {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let store = $crate::common::TestStore::sqlite();
-                super::$name(&store).await;
-                store.cleanup().await;
-            })*
-        }
-        mod postgres_shared {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let store = $crate::common::TestStore::postgres().await;
-                super::$name(&store).await;
-                store.cleanup().await;
-            })*
-        }
-    };
 }
