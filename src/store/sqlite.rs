@@ -55,6 +55,11 @@ fn row_event(row: &SqliteRow) -> Result<SharedEvent> {
     Ok(Arc::new(StoredEvent::new(event, position as u64)))
 }
 
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6): another connection holds the lock right now.
+fn is_busy(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5") | Some("6")))
+}
+
 impl SqliteStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<SqliteStore> {
         let connect = SqliteConnectOptions::from_str(url)
@@ -68,12 +73,27 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(options.acquire_timeout.max(Duration::from_secs(1)))
             .with_regexp();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.pool_size)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await
-            .map_err(|e| unavailable("opening the SQLite database", e))?;
+        // Switching a fresh file to WAL needs an exclusive lock and does not wait for one: when
+        // another process is opening the same file at that moment, try again shortly.
+        let deadline =
+            tokio::time::Instant::now() + options.acquire_timeout.max(Duration::from_secs(1));
+        let mut attempt = 0u32;
+        let pool = loop {
+            let opened = SqlitePoolOptions::new()
+                .max_connections(options.pool_size)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect.clone())
+                .await;
+            match opened {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(10))))
+                        .await;
+                }
+                Err(e) => return Err(unavailable("opening the SQLite database", e)),
+            }
+        };
         migrate::run(migrate::Backend::Sqlite, &pool).await?;
         Ok(SqliteStore { pool })
     }
