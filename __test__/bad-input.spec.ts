@@ -124,6 +124,8 @@ describe('bad input', () => {
     expectCode(() => bus.subscribe(5 as never, () => {}), 'INVALID_EVENT', 'pattern must be a string');
     expectCode(() => bus.subscribe('a.b', 'handler' as never), 'INVALID_EVENT', 'handler must be a function');
     expectCode(() => bus.subscribe('a.b', () => {}, { group: 'x' } as never), 'INVALID_EVENT', 'unknown field `group`');
+    expectCode(() => bus.subscribe('a.b', () => {}, { from: 'yesterday' } as never), 'INVALID_EVENT', 'from must be "now", "beginning" or a position');
+    expectCode(() => bus.subscribe('a.b', () => {}, { from: -1 }), 'INVALID_EVENT', 'from must be');
     expectCode(() => bus.forTenant(''), 'INVALID_EVENT', 'tenantId must be a non-empty string');
     expectCode(() => bus.use(42 as never), 'INVALID_EVENT', 'middleware must be a function');
     await expect(bus.getEvents({ limit: 0 })).rejects.toMatchObject({ code: 'INVALID_EVENT', message: expect.stringContaining('limit') });

@@ -110,3 +110,40 @@ describe.each(backends)('%s: two processes opening the same fresh database at on
     await store.drop();
   });
 });
+
+describe.each(backends)('%s: several instances on one database', (_name, makeStore) => {
+  it('every instance sees every event once, in position order; from replays then goes live', async () => {
+    const store = await makeStore();
+    const open = () => EventBus.open({ storeUrl: store.url, logger: () => {}, delivery: { pollIntervalMs: 50 } });
+    const [a, b] = await Promise.all([open(), open()]);
+    const seenA: number[] = [];
+    const seenB: number[] = [];
+    a.subscribe('**', (e) => {
+      seenA.push(e.position);
+    });
+    b.subscribe('**', (e) => {
+      seenB.push(e.position);
+    });
+    const publish = (bus: EventBus, who: string) =>
+      (async () => {
+        const positions: number[] = [];
+        for (let i = 0; i < 20; i++) positions.push((await bus.publish({ type: 'x.y', payload: { who, i } })).position as number);
+        return positions;
+      })();
+    const acked = (await Promise.all([publish(a, 'a'), publish(b, 'b')])).flat().sort((x, y) => x - y);
+    const replayed: number[] = [];
+    b.subscribe('x.*', (e) => {
+      replayed.push(e.position);
+    }, { from: 'beginning' });
+    const last = await a.publish({ type: 'x.z', payload: 'after' });
+    const all = [...acked, last.position as number];
+    for (let i = 0; i < 400 && (seenA.length < 41 || seenB.length < 41 || replayed.length < 41); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(seenA).toEqual(all);
+    expect(seenB).toEqual(all);
+    expect(replayed).toEqual(all);
+    await Promise.all([a.close(), b.close()]);
+    await store.drop();
+  });
+});

@@ -114,6 +114,12 @@ export interface SubscribeOptions {
   projectId?: string;
   /** Only events of this tenant (a tenant-scoped handle always filters by its own). */
   tenantId?: string;
+  /**
+   * Where delivery starts: `'now'` (default), `'beginning'` of the stored log, or after a
+   * position (exclusive). Stored events are replayed, then live ones follow with no gap and no
+   * duplicate.
+   */
+  from?: 'now' | 'beginning' | number;
 }
 
 export interface Subscription {
@@ -214,6 +220,13 @@ export interface EventBusOptions {
   security?: {
     /** Reject events without tenantId (FORBIDDEN). */
     requireTenant?: boolean;
+  };
+  delivery?: {
+    /**
+     * How often the log is read for events committed by other instances when no doorbell rang
+     * (PostgreSQL rings one per commit; SQLite relies on this). Default 500.
+     */
+    pollIntervalMs?: number;
   };
   /** Receives the core's log records (default: warnings and errors to the console). */
   logger?: (record: LogRecord) => void;

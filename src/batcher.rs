@@ -14,8 +14,8 @@ use crate::error::{EventBusError, Result};
 use crate::event::Event;
 use crate::in_flight::InFlight;
 use crate::metrics::Metrics;
-use crate::router::Router;
 use crate::store::{Appended, Store};
+use crate::tailer::Tailer;
 
 /// Requests that may wait for the writer before publishers feel back-pressure.
 const QUEUE_DEPTH: usize = 16 * 1024;
@@ -51,14 +51,14 @@ pub struct Batcher {
 impl Batcher {
     pub fn spawn(
         store: Arc<dyn Store>,
-        router: Arc<Router>,
+        tailer: Arc<Tailer>,
         metrics: Arc<Metrics>,
         config: BatchConfig,
         span: tracing::Span,
     ) -> Batcher {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let arriving = Arc::new(InFlight::default());
-        tokio::spawn(writer(rx, store, router, metrics, config, arriving.clone()).instrument(span));
+        tokio::spawn(writer(rx, store, tailer, metrics, config, arriving.clone()).instrument(span));
         Batcher { tx, arriving }
     }
 
@@ -95,7 +95,7 @@ impl Batcher {
 async fn writer(
     mut rx: mpsc::Receiver<Msg>,
     store: Arc<dyn Store>,
-    router: Arc<Router>,
+    tailer: Arc<Tailer>,
     metrics: Arc<Metrics>,
     config: BatchConfig,
     arriving: Arc<InFlight>,
@@ -148,7 +148,7 @@ async fn writer(
             }
         }
         if !requests.is_empty() {
-            commit(&*store, &router, &metrics, requests, replies).await;
+            commit(&*store, &tailer, &metrics, requests, replies).await;
         }
     }
     if let Some(done) = shutdown {
@@ -158,7 +158,7 @@ async fn writer(
 
 async fn commit(
     store: &dyn Store,
-    router: &Router,
+    tailer: &Tailer,
     metrics: &Metrics,
     requests: Vec<Vec<Event>>,
     replies: Vec<oneshot::Sender<Result<Vec<Appended>>>>,
@@ -174,8 +174,8 @@ async fn commit(
                 .collect();
             Metrics::add(&metrics.published, fresh.len() as u64);
             Metrics::add(&metrics.duplicates, (appended.len() - fresh.len()) as u64);
-            // Requests are answered in store order, so routing here keeps position order.
-            router.dispatch(&fresh);
+            // Requests are answered in store order, so handing over here keeps position order.
+            tailer.local(fresh);
         }
         // A publisher that stopped waiting does not stop the others.
         let _ = reply.send(result);

@@ -20,8 +20,9 @@ use crate::middleware::security::scoped_tenant;
 use crate::middleware::{Middleware, MiddlewareChain, MiddlewareId, Scope};
 use crate::pattern::Pattern;
 use crate::query::{into_page, EventFilter, Page};
-use crate::router::{Router, Sink, SubscriberFilter, Subscription};
+use crate::router::{Replay, Router, Sink, SubscriberFilter, Subscription};
 use crate::store::{self, Store, StoreOptions, ARCHIVE_BATCH};
+use crate::tailer::Tailer;
 
 /// What a publish resolved with.
 #[derive(Debug, Clone)]
@@ -216,6 +217,9 @@ struct Inner {
     chain: MiddlewareChain,
     store: Arc<dyn Store>,
     router: Arc<Router>,
+    tailer: Arc<Tailer>,
+    /// Listens for other instances' commits (PostgreSQL LISTEN), when the store has a doorbell.
+    doorbell: Mutex<Option<tokio::task::JoinHandle<()>>>,
     batcher: Batcher,
     metrics: Arc<Metrics>,
     gate: Gate,
@@ -246,9 +250,19 @@ impl EventBus {
         let store = store::open(&config.store_url, &store_options).await?;
         let metrics = Arc::new(Metrics::default());
         let router = Router::new(metrics.clone());
+        let tailer = Arc::new(
+            Tailer::start(
+                store.clone(),
+                router.clone(),
+                config.delivery.poll_interval,
+                span.clone(),
+            )
+            .await?,
+        );
+        let doorbell = store.doorbell(Box::new(tailer.waker()));
         let batcher = Batcher::spawn(
             store.clone(),
-            router.clone(),
+            tailer.clone(),
             metrics.clone(),
             config.batch.clone(),
             span.clone(),
@@ -262,6 +276,8 @@ impl EventBus {
                 chain,
                 store,
                 router,
+                tailer,
+                doorbell: Mutex::new(doorbell),
                 batcher,
                 metrics,
                 gate: Gate::default(),
@@ -361,7 +377,17 @@ impl EventBus {
         } else {
             span
         };
-        Ok(self.inner.router.subscribe(patterns, filter, sink, span))
+        let replay = filter
+            .from
+            .and_then(|from| from.replay_after())
+            .map(|after| Replay {
+                store: self.inner.store.clone(),
+                after,
+            });
+        Ok(self
+            .inner
+            .router
+            .subscribe(patterns, filter, sink, replay, span))
     }
 
     /// Adds a user middleware after the built-ins (and after earlier user middleware).
@@ -420,6 +446,15 @@ impl EventBus {
                         let _ = retention.task.await;
                     }
                     inner.batcher.shutdown().await;
+                    if let Some(doorbell) = inner
+                        .doorbell
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                    {
+                        doorbell.abort();
+                    }
+                    inner.tailer.stop().await;
                     inner.router.drain().await;
                     inner.store.close().await;
                     tracing::info!("event bus closed");

@@ -36,6 +36,7 @@ pub enum LogLevel {
 pub struct Config {
     pub store_url: String,
     pub store: StoreConfig,
+    pub delivery: DeliveryConfig,
     pub retention: RetentionConfig,
     pub enabled: bool,
     pub webhook: WebhookConfig,
@@ -44,6 +45,13 @@ pub struct Config {
     pub validation: ValidationConfig,
     pub security: SecurityConfig,
     pub log_level: LogLevel,
+}
+
+/// How events committed by other instances reach this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// Fallback read of the log when no doorbell rang (SQLite, or a lost notification).
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +109,9 @@ impl Default for Config {
                 pool_size: 10,
                 acquire_timeout: Duration::from_secs(5),
             },
+            delivery: DeliveryConfig {
+                poll_interval: Duration::from_millis(500),
+            },
             retention: RetentionConfig {
                 archive_after: None,
                 delete_archived_after: None,
@@ -139,6 +150,7 @@ impl Default for Config {
 struct Options {
     store_url: Option<String>,
     store: Option<StoreOptionsInput>,
+    delivery: Option<DeliveryOptions>,
     retention: Option<RetentionOptions>,
     enabled: Option<bool>,
     webhook: Option<WebhookOptions>,
@@ -147,6 +159,12 @@ struct Options {
     validation: Option<ValidationOptions>,
     security: Option<SecurityOptions>,
     log_level: Option<LogLevel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeliveryOptions {
+    poll_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,6 +311,17 @@ impl Config {
         let store = options.store.unwrap_or_default();
         let retention = options.retention.unwrap_or_default();
         let config = Config {
+            delivery: DeliveryConfig {
+                poll_interval: Duration::from_millis(in_range(
+                    options
+                        .delivery
+                        .and_then(|d| d.poll_interval_ms)
+                        .unwrap_or(d.delivery.poll_interval.as_millis() as u64),
+                    10,
+                    3_600_000,
+                    "option delivery.pollIntervalMs",
+                )?),
+            },
             store: StoreConfig {
                 pool_size: in_range(
                     store.pool_size.unwrap_or(d.store.pool_size),

@@ -14,6 +14,7 @@ pub mod pattern;
 pub mod query;
 pub mod router;
 pub mod store;
+pub mod tailer;
 
 #[cfg(feature = "napi")]
 mod napi;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -15,6 +16,8 @@ use crate::event::SharedEvent;
 use crate::in_flight::InFlight;
 use crate::metrics::Metrics;
 use crate::pattern::{any_matches, Pattern};
+use crate::query::Query;
+use crate::store::Store;
 
 /// Most events handed to a sink in one call.
 const MAX_BATCH: usize = 1024;
@@ -40,6 +43,51 @@ pub trait Sink: Send + Sync + 'static {
 pub struct SubscriberFilter {
     pub project_id: Option<String>,
     pub tenant_id: Option<String>,
+    /// Where delivery starts: `"now"` (default), `"beginning"`, or after a position (exclusive).
+    #[serde(default, deserialize_with = "start_from")]
+    pub from: Option<StartFrom>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    Now,
+    Beginning,
+    After(u64),
+}
+
+fn start_from<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<StartFrom>, D::Error> {
+    use serde::de::Error;
+    use serde::Deserialize;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) if s == "now" => Ok(Some(StartFrom::Now)),
+        serde_json::Value::String(s) if s == "beginning" => Ok(Some(StartFrom::Beginning)),
+        serde_json::Value::Number(n) if n.as_u64().is_some() => {
+            Ok(n.as_u64().map(StartFrom::After))
+        }
+        other => Err(D::Error::custom(format!(
+            "from must be \"now\", \"beginning\" or a position (a whole number), got {other}"
+        ))),
+    }
+}
+
+impl StartFrom {
+    /// The position to replay after, or None to start with live events.
+    pub fn replay_after(self) -> Option<u64> {
+        match self {
+            StartFrom::After(p) => Some(p),
+            StartFrom::Beginning => Some(0),
+            StartFrom::Now => None,
+        }
+    }
+}
+
+/// Replays stored events before a subscriber joins the live stream.
+pub struct Replay {
+    pub store: Arc<dyn Store>,
+    pub after: u64,
 }
 
 impl SubscriberFilter {
@@ -83,6 +131,9 @@ pub struct Router {
     metrics: Arc<Metrics>,
     /// Events queued for or being handled by subscribers.
     pending: Arc<InFlight>,
+    /// Highest position this instance committed; a live subscriber starts after it, so it never
+    /// receives an event whose publish resolved before it subscribed.
+    head: AtomicU64,
     /// Delivery tasks run here, also when `subscribe` is called from outside the runtime (napi).
     runtime: tokio::runtime::Handle,
 }
@@ -127,29 +178,43 @@ impl Router {
             next_id: AtomicU64::new(0),
             metrics,
             pending: Arc::new(InFlight::default()),
+            head: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
         })
     }
 
+    /// Registers a subscriber. With `replay`, stored events after `replay.after` are delivered
+    /// first; live events queue meanwhile (registration comes before the first read, so nothing
+    /// falls between), and those already replayed are skipped (nothing twice).
     pub fn subscribe(
         self: &Arc<Self>,
         patterns: Vec<Pattern>,
         filter: SubscriberFilter,
         sink: Arc<dyn Sink>,
+        replay: Option<Replay>,
         span: tracing::Span,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let cancelled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::unbounded_channel();
+        let replay = replay.map(|r| {
+            let query = Query {
+                types: patterns.clone(),
+                project_id: filter.project_id.clone(),
+                tenant_id: filter.tenant_id.clone(),
+                limit: MAX_BATCH,
+                ..Query::default()
+            };
+            (r, query)
+        });
+        let delivery = Delivery {
+            sink,
+            cancelled: cancelled.clone(),
+            metrics: self.metrics.clone(),
+            pending: self.pending.clone(),
+        };
         let task = self.runtime.spawn(
-            deliver_loop(
-                rx,
-                sink,
-                cancelled.clone(),
-                self.metrics.clone(),
-                self.pending.clone(),
-            )
-            .instrument(span),
+            deliver_loop(rx, delivery, replay, self.head.load(Ordering::SeqCst)).instrument(span),
         );
         self.routes
             .write()
@@ -209,6 +274,17 @@ impl Router {
         }
     }
 
+    /// Counts events handed over for routing but not yet dispatched as pending deliveries, and
+    /// moves the head past them.
+    pub fn hold(&self, n: usize, last_position: u64) {
+        self.pending.add(n);
+        self.head.fetch_max(last_position, Ordering::SeqCst);
+    }
+
+    pub fn release(&self, n: usize) {
+        self.pending.done(n);
+    }
+
     pub fn pending(&self) -> usize {
         self.pending.get()
     }
@@ -238,35 +314,97 @@ impl Router {
     }
 }
 
-async fn deliver_loop(
-    mut rx: mpsc::UnboundedReceiver<SharedEvent>,
+struct Delivery {
     sink: Arc<dyn Sink>,
     cancelled: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     pending: Arc<InFlight>,
-) {
-    let mut batch = Vec::with_capacity(64);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if cancelled.load(Ordering::SeqCst) {
-            // Unsubscribed: what is still queued will never be handled.
-            rx.close();
-            while rx.try_recv().is_ok() {
-                pending.done(1);
-            }
-            pending.done(batch.len());
-            break;
-        }
-        let failures = sink.deliver(&batch).await;
-        Metrics::add(&metrics.delivery_batches, 1);
+}
+
+impl Delivery {
+    fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    async fn deliver(&self, batch: &[SharedEvent]) {
+        let failures = self.sink.deliver(batch).await;
+        Metrics::add(&self.metrics.delivery_batches, 1);
         Metrics::add(
-            &metrics.delivered,
+            &self.metrics.delivered,
             (batch.len() - failures.len().min(batch.len())) as u64,
         );
-        Metrics::add(&metrics.handler_errors, failures.len() as u64);
+        Metrics::add(&self.metrics.handler_errors, failures.len() as u64);
         for failure in failures {
             warn!(position = failure.position, error = %failure.message, "event handler failed");
         }
-        pending.done(batch.len());
+    }
+
+    /// Delivers stored events after `after`; returns the last position delivered.
+    async fn replay(&self, replay: &Replay, mut query: Query) -> u64 {
+        let mut last = replay.after;
+        let mut failures = 0u32;
+        while !self.cancelled() {
+            query.after_position = Some(last);
+            match replay.store.query(&query).await {
+                Ok(mut rows) => {
+                    failures = 0;
+                    rows.truncate(MAX_BATCH);
+                    let Some(end) = rows.last().map(|e| e.position) else {
+                        break;
+                    };
+                    self.deliver(&rows).await;
+                    last = end;
+                    if rows.len() < MAX_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    warn!(error = %e, "replaying stored events failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(50))))
+                        .await;
+                }
+            }
+        }
+        last
+    }
+}
+
+async fn deliver_loop(
+    mut rx: mpsc::UnboundedReceiver<SharedEvent>,
+    delivery: Delivery,
+    replay: Option<(Replay, Query)>,
+    start_after: u64,
+) {
+    // Live events at or before this position were delivered by the replay, or committed before
+    // this subscriber existed.
+    let mut replayed_up_to = match replay {
+        Some((replay, query)) => delivery.replay(&replay, query).await,
+        None => start_after,
+    };
+    let mut batch = Vec::with_capacity(64);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let received = batch.len();
+        if delivery.cancelled() {
+            // Unsubscribed: what is still queued will never be handled.
+            rx.close();
+            while rx.try_recv().is_ok() {
+                delivery.pending.done(1);
+            }
+            delivery.pending.done(received);
+            break;
+        }
+        // Live events the replay already delivered are skipped.
+        if replayed_up_to > 0 {
+            batch.retain(|e| e.position > replayed_up_to);
+            if batch.last().is_some() {
+                replayed_up_to = 0;
+            }
+        }
+        if !batch.is_empty() {
+            delivery.deliver(&batch).await;
+        }
+        delivery.pending.done(received);
         batch.clear();
     }
 }

@@ -312,7 +312,7 @@ async fn tenant_scope_stamps_refuses_and_filters(store: &TestStore) {
     .expect("scoped");
     let foreign = SubscriberFilter {
         tenant_id: Some("globex".into()),
-        project_id: None,
+        ..Default::default()
     };
     let err = bus
         .subscribe(
@@ -397,7 +397,7 @@ async fn patterns_filters_and_failing_handlers(store: &TestStore) {
         &["project.**".into(), "user.created".into()],
         SubscriberFilter {
             project_id: Some("p1".into()),
-            tenant_id: None,
+            ..Default::default()
         },
         &all(),
         Arc::new(p1.clone()),
@@ -569,7 +569,87 @@ async fn queries_filter_page_and_order(store: &TestStore) {
     bus.close().await;
 }
 
+async fn replay_from_the_log_joins_the_live_stream_without_gap_or_duplicate(store: &TestStore) {
+    let bus = store.open("{}").await;
+    let mut acked = Vec::new();
+    for i in 0..40 {
+        acked.push(
+            bus.publish(typed("a.b", json!(i)), &all())
+                .await
+                .expect("seed")
+                .position()
+                .unwrap_or(0),
+        );
+    }
+    // Publishing goes on while the replaying subscriber starts.
+    let writer = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut positions = Vec::new();
+            for i in 0..40 {
+                let e = bus
+                    .publish(typed("a.c", json!(i)), &Scope::default())
+                    .await
+                    .expect("live");
+                positions.push(e.position().unwrap_or(0));
+            }
+            positions
+        })
+    };
+    let from_beginning = Recorder::default();
+    let from_tenth = Recorder::default();
+    let only_c = Recorder::default();
+    let sub = |from: serde_json::Value, pattern: &str, r: &Recorder| {
+        let filter =
+            SubscriberFilter::from_json(&json!({ "from": from }).to_string()).expect("options");
+        bus.subscribe(&[pattern.to_string()], filter, &all(), Arc::new(r.clone()))
+            .expect("subscribe");
+    };
+    sub(json!("beginning"), "**", &from_beginning);
+    sub(json!(acked[9]), "**", &from_tenth);
+    sub(json!("beginning"), "a.c", &only_c);
+    let live = writer.await.expect("writer");
+    acked.extend(live.iter().copied());
+    bus.close().await;
+    assert_eq!(
+        from_beginning.positions(),
+        acked,
+        "every event once, in order, across the seam"
+    );
+    assert_eq!(
+        from_tenth.positions(),
+        acked[10..].to_vec(),
+        "a position means after it"
+    );
+    assert_eq!(only_c.positions(), live, "replay honours the pattern");
+    let err = SubscriberFilter::from_json(r#"{"from":"yesterday"}"#).expect_err("bad from");
+    assert_eq!(err.code(), "INVALID_EVENT");
+}
+
+async fn a_live_subscriber_never_sees_events_published_before_it_subscribed(store: &TestStore) {
+    let bus = store.open("{}").await;
+    let mut recorders = Vec::new();
+    for i in 0..30 {
+        let before = bus
+            .publish(typed("a.b", json!(i)), &all())
+            .await
+            .expect("publish");
+        let r = Recorder::default();
+        subscribe(&bus, "**", &r);
+        recorders.push((before.position().unwrap_or(0), r));
+    }
+    bus.close().await;
+    for (before, r) in recorders {
+        assert!(
+            r.positions().iter().all(|&p| p > before),
+            "saw an event from before subscribing"
+        );
+    }
+}
+
 conformance!(
+    a_live_subscriber_never_sees_events_published_before_it_subscribed,
+    replay_from_the_log_joins_the_live_stream_without_gap_or_duplicate,
     concurrent_publishers_are_seen_in_position_order_exactly_once,
     republishing_an_id_is_idempotent_and_different_content_is_refused,
     publish_many_is_atomic_and_names_the_bad_index,

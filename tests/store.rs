@@ -220,7 +220,53 @@ async fn cursor_paging_is_stable_under_concurrent_inserts(store: &TestStore) {
     bus.close().await;
 }
 
+async fn instances_see_each_others_events_in_order_once(store: &TestStore) {
+    let options = r#"{"delivery":{"pollIntervalMs":50}}"#;
+    let (a, b) = (store.open(options).await, store.open(options).await);
+    let (seen_a, seen_b) = (Recorder::default(), Recorder::default());
+    for (bus, recorder) in [(&a, &seen_a), (&b, &seen_b)] {
+        bus.subscribe(
+            &["**".into()],
+            SubscriberFilter::default(),
+            &all(),
+            Arc::new(recorder.clone()),
+        )
+        .expect("sub");
+    }
+    let publish = |bus: EventBus, who: &'static str| {
+        tokio::spawn(async move {
+            let mut positions = Vec::new();
+            for i in 0..30 {
+                let e = bus
+                    .publish(
+                        typed("a.b", json!({ "who": who, "i": i })),
+                        &Scope::default(),
+                    )
+                    .await
+                    .expect("publish");
+                positions.push(e.position().unwrap_or(0));
+            }
+            positions
+        })
+    };
+    let (from_a, from_b) = (publish(a.clone(), "a"), publish(b.clone(), "b"));
+    let mut acked = from_a.await.expect("a");
+    acked.extend(from_b.await.expect("b"));
+    acked.sort_unstable();
+    seen_a.wait_for(60).await;
+    seen_b.wait_for(60).await;
+    assert_eq!(
+        seen_a.positions(),
+        acked,
+        "instance A sees both instances' events once, in order"
+    );
+    assert_eq!(seen_b.positions(), acked, "instance B too");
+    a.close().await;
+    b.close().await;
+}
+
 durable!(
+    instances_see_each_others_events_in_order_once,
     idempotent_across_instances,
     concurrent_opens_of_a_fresh_database_both_migrate
 );
@@ -570,4 +616,40 @@ async fn timestamps_round_trip_exactly() {
         bus.close().await;
         store.cleanup().await;
     }
+}
+
+/// With the poll effectively off, only the NOTIFY doorbell can bring another instance's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_doorbell_delivers_other_instances_events() {
+    let store = TestStore::postgres().await;
+    let options = r#"{"delivery":{"pollIntervalMs":3600000}}"#;
+    let (a, b) = (store.open(options).await, store.open(options).await);
+    let seen = Recorder::default();
+    b.subscribe(
+        &["**".into()],
+        SubscriberFilter::default(),
+        &all(),
+        Arc::new(seen.clone()),
+    )
+    .expect("sub");
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        acked.push(
+            a.publish(typed("a.b", json!(i)), &all())
+                .await
+                .expect("publish")
+                .position()
+                .unwrap_or(0),
+        );
+    }
+    let batch = a
+        .publish_many((0..5).map(|i| typed("a.c", json!(i))).collect(), &all())
+        .await
+        .expect("many");
+    acked.extend(batch.iter().filter_map(|p| p.position()));
+    seen.wait_for(15).await;
+    assert_eq!(seen.positions(), acked);
+    a.close().await;
+    b.close().await;
+    store.cleanup().await;
 }

@@ -65,6 +65,12 @@ pub trait Store: Send + Sync + 'static {
         batch: usize,
     ) -> Result<u64>;
 
+    /// Starts listening for commits by other instances, calling `wake` for each; stores without
+    /// a notification channel return None and rely on the tailer's poll.
+    fn doorbell(&self, _wake: Box<dyn Fn() + Send + Sync>) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
+
     async fn close(&self) {}
 }
 

@@ -43,6 +43,10 @@ pub struct PostgresStore {
     writer: tokio::sync::Mutex<Option<PgConnection>>,
     connect: PgConnectOptions,
     connect_timeout: Duration,
+    /// NOTIFY channel of this schema's log, and this store's token in its payloads (so an
+    /// instance does not wake itself).
+    channel: String,
+    token: String,
 }
 
 fn decode(context: &str, err: impl std::fmt::Display) -> EventBusError {
@@ -126,6 +130,27 @@ impl EventColumns<'_> {
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
+/// One LISTEN connection: wakes the tailer for every other instance's commit, and once after each
+/// reconnect (notifications sent meanwhile are lost; the log is not).
+async fn listen(
+    pool: &PgPool,
+    channel: &str,
+    token: &str,
+    wake: &(dyn Fn() + Send + Sync),
+) -> std::result::Result<(), sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    wake();
+    loop {
+        match listener.try_recv().await? {
+            Some(notification) if notification.payload() == token => {}
+            Some(_) => wake(),
+            // The connection dropped and was re-established: catch up.
+            None => wake(),
+        }
+    }
+}
+
 /// `RETURNING id, position` rows as a map.
 fn positions_by_id(rows: &[PgRow]) -> Result<HashMap<Uuid, u64>> {
     let fail = |e| unavailable("reading appended positions", e);
@@ -161,11 +186,17 @@ impl PostgresStore {
             .await
             .map_err(|e| unavailable("connecting to PostgreSQL", e))?;
         migrate::run(migrate::Backend::Postgres, &pool).await?;
+        let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| unavailable("reading the current schema", e))?;
         Ok(PostgresStore {
             pool,
             writer: tokio::sync::Mutex::new(None),
             connect,
             connect_timeout: options.acquire_timeout,
+            channel: format!("event_bus:{schema}"),
+            token: Uuid::now_v7().simple().to_string(),
         })
     }
 
@@ -211,10 +242,11 @@ impl PostgresStore {
             ));
         };
         let work = async {
+            let doorbell = (self.channel.as_str(), self.token.as_str());
             if generated {
-                Self::attempt_generated_ids(conn, requests, live, retry).await
+                Self::attempt_generated_ids(conn, requests, live, retry, doorbell).await
             } else {
-                Self::attempt(conn, requests, live).await
+                Self::attempt(conn, requests, live, doorbell).await
             }
         };
         let attempt =
@@ -239,6 +271,7 @@ impl PostgresStore {
         requests: &[Vec<Event>],
         live: &[usize],
         retry: bool,
+        (channel, token): (&str, &str),
     ) -> Result<Attempt> {
         let fail = |e| unavailable("appending events", e);
         let columns = EventColumns::of(live.iter().flat_map(|&r| requests[r].iter()));
@@ -249,7 +282,7 @@ impl PostgresStore {
                 concat!(
                     r#"INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
                        SELECT t.id, t.type, t.payload::jsonb, t.ts, t.project_id, t.tenant_id, t.user_id, t.metadata::jsonb
-                       FROM (SELECT pg_advisory_xact_lock($9)) AS append_lock,
+                       FROM (SELECT pg_advisory_xact_lock($9), pg_notify($10, $11)) AS append_lock,
                             UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
                             WITH ORDINALITY AS t(id, type, payload, ts, project_id, tenant_id, user_id, metadata, ord)
                        ORDER BY t.ord "#,
@@ -266,6 +299,8 @@ impl PostgresStore {
         let rows = columns
             .bind(sqlx::query(sql))
             .bind(APPEND_LOCK)
+            .bind(channel)
+            .bind(token)
             .fetch_all(&mut *conn)
             .await
             .map_err(fail)?;
@@ -303,11 +338,15 @@ impl PostgresStore {
         conn: &mut PgConnection,
         requests: &[Vec<Event>],
         live: &[usize],
+        (channel, token): (&str, &str),
     ) -> Result<Attempt> {
         let fail = |e| unavailable("appending events", e);
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(fail)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        // The doorbell is delivered at commit, and only if the transaction commits.
+        sqlx::query("SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)")
             .bind(APPEND_LOCK)
+            .bind(channel)
+            .bind(token)
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
@@ -526,6 +565,24 @@ impl Store for PostgresStore {
         .await
         .map_err(|e| unavailable("purging archived events", e))?;
         Ok(done.rows_affected())
+    }
+
+    fn doorbell(&self, wake: Box<dyn Fn() + Send + Sync>) -> Option<tokio::task::JoinHandle<()>> {
+        let pool = self.pool.clone();
+        let channel = self.channel.clone();
+        let token = self.token.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                match listen(&pool, &channel, &token, &*wake).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event doorbell (LISTEN) lost; reconnecting");
+                        wake();
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }))
     }
 
     async fn close(&self) {

@@ -69,7 +69,10 @@ impl Sink for Recorder {
                 tokio::time::sleep(d).await;
             }
             self.seen.lock().expect("lock").push(e.clone());
-            if e.event.payload.get().contains("\"fail\":true") {
+            // Parsed, not matched as text: events read back from PostgreSQL come as jsonb text.
+            let payload: serde_json::Value =
+                serde_json::from_str(e.event.payload.get()).unwrap_or_default();
+            if payload["fail"] == serde_json::Value::Bool(true) {
                 failures.push(HandlerFailure {
                     position: e.position,
                     message: "handler failed".into(),
