@@ -1,12 +1,13 @@
 //! Feeds the router from the log, so every subscriber sees every committed event — this
 //! instance's and other instances' sharing the database — once, in position order.
 //!
-//! Local commits are handed over directly. Because appends are serialised in commit order, a
-//! gap before a local batch can only hold other instances' events (or rolled-back positions), so it
-//! is read from the store first. A doorbell (PostgreSQL NOTIFY from other instances) or the
-//! fallback poll reads whatever is new after the last position routed.
+//! Local commits are routed at once when they directly follow the last routed position (always
+//! on the memory store, and on a database only this instance writes). Because appends are
+//! serialised in commit order, a gap before a local batch can only hold other instances' events
+//! (or rolled-back positions): the batch waits while the tailer task reads the gap. A doorbell
+//! (PostgreSQL NOTIFY from other instances) or the steady fallback poll reads whatever is new.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -22,24 +23,35 @@ use crate::store::Store;
 const PAGE: usize = 1000;
 
 enum Msg {
-    Local(Vec<SharedEvent>),
     Wake,
     Stop(oneshot::Sender<()>),
+}
+
+/// What has been routed, and local events waiting for a gap before them to be read.
+#[derive(Default)]
+struct Cursor {
+    last: u64,
+    held: Vec<SharedEvent>,
 }
 
 pub struct Tailer {
     tx: mpsc::UnboundedSender<Msg>,
     router: Arc<Router>,
+    cursor: Arc<Mutex<Cursor>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
-struct State {
-    store: Arc<dyn Store>,
-    router: Arc<Router>,
-    /// Highest position routed so far.
-    last: u64,
-    /// Local events waiting for the gap before them to be read.
-    held: Vec<SharedEvent>,
+fn lock(cursor: &Mutex<Cursor>) -> MutexGuard<'_, Cursor> {
+    cursor.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Routes `events` that are newer than the cursor and moves it.
+fn route(router: &Router, cursor: &mut Cursor, events: &[SharedEvent]) {
+    let start = events.partition_point(|e| e.position <= cursor.last);
+    if let Some(last) = events.last().filter(|e| e.position > cursor.last) {
+        cursor.last = last.position;
+        router.dispatch(&events[start..]);
+    }
 }
 
 impl Tailer {
@@ -56,38 +68,38 @@ impl Tailer {
             ..Query::default()
         };
         let last = store.query(&head).await?.first().map_or(0, |e| e.position);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let state = State {
-            store,
-            router: router.clone(),
+        let cursor = Arc::new(Mutex::new(Cursor {
             last,
             held: Vec::new(),
-        };
-        let task = tokio::spawn(run(rx, state, poll).instrument(span));
+        }));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task =
+            tokio::spawn(run(rx, store, router.clone(), cursor.clone(), poll).instrument(span));
         Ok(Tailer {
             tx,
             router,
+            cursor,
             task: Mutex::new(Some(task)),
         })
     }
 
     /// Events this instance just committed, in position order.
     pub fn local(&self, events: Vec<SharedEvent>) {
-        if events.is_empty() {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return;
-        }
+        };
+        let (first, last) = (first.position, last.position);
         // Counted as pending deliveries until routed, so Node stays up for them.
-        let count = events.len();
-        let last = events.last().map_or(0, |e| e.position);
-        self.router.hold(count, last);
-        if self.tx.send(Msg::Local(events)).is_err() {
-            self.router.release(count);
+        self.router.hold(events.len(), last);
+        let mut cursor = lock(&self.cursor);
+        if cursor.held.is_empty() && first <= cursor.last + 1 {
+            route(&self.router, &mut cursor, &events);
+            self.router.release(events.len());
+        } else {
+            cursor.held.extend(events);
+            drop(cursor);
+            let _ = self.tx.send(Msg::Wake);
         }
-    }
-
-    /// Something may have been committed elsewhere.
-    pub fn wake(&self) {
-        let _ = self.tx.send(Msg::Wake);
     }
 
     pub fn waker(&self) -> impl Fn() + Send + Sync + 'static {
@@ -110,7 +122,18 @@ impl Tailer {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, mut state: State, poll: Duration) {
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    cursor: Arc<Mutex<Cursor>>,
+    poll: Duration,
+) {
+    let reader = Reader {
+        store,
+        router,
+        cursor,
+    };
     // A steady tick, not a sleep restarted by every message: busy local traffic must not starve
     // the poll that brings other instances' events where there is no doorbell (SQLite).
     let mut tick = tokio::time::interval(poll);
@@ -121,13 +144,9 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, mut state: State, poll: Durat
             _ = tick.tick() => Some(Msg::Wake),
         };
         match msg {
-            Some(Msg::Local(events)) => {
-                state.held.extend(events);
-                state.advance(false).await;
-            }
-            Some(Msg::Wake) => state.advance(true).await,
+            Some(Msg::Wake) => reader.advance().await,
             Some(Msg::Stop(done)) => {
-                state.advance(false).await;
+                reader.advance().await;
                 let _ = done.send(());
                 return;
             }
@@ -136,37 +155,32 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, mut state: State, poll: Durat
     }
 }
 
-impl State {
-    /// Routes held local events after reading any gap before them; with `everything`, also reads
-    /// what is new in the log. A failed read leaves the held events for the next attempt.
-    async fn advance(&mut self, everything: bool) {
-        if let Some(first) = self.held.first().map(|e| e.position) {
-            if first > self.last + 1 && !self.catch_up(Some(first)).await {
-                return;
-            }
-            let held = std::mem::take(&mut self.held);
-            let count = held.len();
-            let fresh: Vec<SharedEvent> = held
-                .into_iter()
-                .filter(|e| e.position > self.last)
-                .collect();
-            if let Some(last) = fresh.last() {
-                self.last = last.position;
-            }
-            self.router.dispatch(&fresh);
-            self.router.release(count);
-        }
-        if everything {
-            self.catch_up(None).await;
-        }
-    }
+struct Reader {
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    cursor: Arc<Mutex<Cursor>>,
+}
 
-    /// Reads and routes stored events after `last` (and before `before`); false on a read error.
-    async fn catch_up(&mut self, before: Option<u64>) -> bool {
+impl Reader {
+    /// Reads what is new in the log, routing held local events in their place. A failed read
+    /// leaves held events for the next wake or tick.
+    async fn advance(&self) {
         loop {
+            let (last, first_held) = {
+                let cursor = lock(&self.cursor);
+                (cursor.last, cursor.held.first().map(|e| e.position))
+            };
+            if first_held.is_some_and(|first| first <= last + 1) {
+                let mut cursor = lock(&self.cursor);
+                let held = std::mem::take(&mut cursor.held);
+                route(&self.router, &mut cursor, &held);
+                self.router.release(held.len());
+                continue;
+            }
+            // Read up to the first held event (the gap), or everything new.
             let query = Query {
-                after_position: Some(self.last),
-                before_position: before,
+                after_position: Some(last),
+                before_position: first_held,
                 limit: PAGE,
                 ..Query::default()
             };
@@ -174,17 +188,21 @@ impl State {
                 Ok(rows) => rows,
                 Err(e) => {
                     warn!(error = %e, "reading new events failed; retrying on the next poll");
-                    return false;
+                    return;
                 }
             };
             rows.truncate(PAGE);
-            let Some(last) = rows.last().map(|e| e.position) else {
-                return true;
-            };
-            self.router.dispatch(&rows);
-            self.last = last;
-            if rows.len() < PAGE {
-                return true;
+            let full = rows.len() == PAGE;
+            {
+                let mut cursor = lock(&self.cursor);
+                route(&self.router, &mut cursor, &rows);
+                // The gap is read: held events come next.
+                if let Some(first) = first_held.filter(|_| !full) {
+                    cursor.last = cursor.last.max(first - 1);
+                }
+            }
+            if !full && first_held.is_none() {
+                return;
             }
         }
     }
