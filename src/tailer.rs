@@ -45,6 +45,19 @@ fn lock(cursor: &Mutex<Cursor>) -> MutexGuard<'_, Cursor> {
     cursor.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How many leading `events` follow `last` without a gap. Local events held from several commits
+/// may have other instances' positions between them; those must be read first.
+fn contiguous_prefix(mut last: u64, events: &[SharedEvent]) -> usize {
+    events
+        .iter()
+        .take_while(|e| {
+            let next = e.position <= last + 1;
+            last = last.max(e.position);
+            next
+        })
+        .count()
+}
+
 /// Routes `events` that are newer than the cursor and moves it.
 fn route(router: &Router, cursor: &mut Cursor, events: &[SharedEvent]) {
     let start = events.partition_point(|e| e.position <= cursor.last);
@@ -92,7 +105,10 @@ impl Tailer {
         // Counted as pending deliveries until routed, so Node stays up for them.
         self.router.hold(events.len(), last);
         let mut cursor = lock(&self.cursor);
-        if cursor.held.is_empty() && first <= cursor.last + 1 {
+        if cursor.held.is_empty()
+            && first <= cursor.last + 1
+            && contiguous_prefix(cursor.last, &events) == events.len()
+        {
             route(&self.router, &mut cursor, &events);
             self.router.release(events.len());
         } else {
@@ -172,7 +188,8 @@ impl Reader {
             };
             if first_held.is_some_and(|first| first <= last + 1) {
                 let mut cursor = lock(&self.cursor);
-                let held = std::mem::take(&mut cursor.held);
+                let ready = contiguous_prefix(cursor.last, &cursor.held);
+                let held: Vec<SharedEvent> = cursor.held.drain(..ready).collect();
                 route(&self.router, &mut cursor, &held);
                 self.router.release(held.len());
                 continue;
@@ -205,5 +222,40 @@ impl Reader {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, StoredEvent};
+
+    fn at(positions: &[u64]) -> Vec<SharedEvent> {
+        positions
+            .iter()
+            .map(|&p| {
+                Arc::new(StoredEvent::new(
+                    Event::from_json(r#"{"type":"a.b","payload":1}"#).expect("event"),
+                    p,
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn contiguous_prefix_stops_at_the_first_gap() {
+        assert_eq!(contiguous_prefix(5, &at(&[6, 7, 8])), 3);
+        assert_eq!(
+            contiguous_prefix(5, &at(&[6, 8])),
+            1,
+            "7 belongs to someone else: read it first"
+        );
+        assert_eq!(contiguous_prefix(5, &at(&[7])), 0);
+        assert_eq!(
+            contiguous_prefix(5, &at(&[4, 5, 6])),
+            3,
+            "already routed positions do not block"
+        );
+        assert_eq!(contiguous_prefix(0, &at(&[])), 0);
     }
 }

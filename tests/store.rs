@@ -249,12 +249,20 @@ async fn instances_see_each_others_events_in_order_once(store: &TestStore) {
             positions
         })
     };
-    let (from_a, from_b) = (publish(a.clone(), "a"), publish(b.clone(), "b"));
-    let mut acked = from_a.await.expect("a");
-    acked.extend(from_b.await.expect("b"));
+    // Two publishers per instance, so group commits of one instance interleave with the other's.
+    let tasks = [
+        publish(a.clone(), "a1"),
+        publish(a.clone(), "a2"),
+        publish(b.clone(), "b1"),
+        publish(b.clone(), "b2"),
+    ];
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.expect("publisher"));
+    }
     acked.sort_unstable();
-    seen_a.wait_for(60).await;
-    seen_b.wait_for(60).await;
+    seen_a.wait_for(120).await;
+    seen_b.wait_for(120).await;
     assert_eq!(
         seen_a.positions(),
         acked,
