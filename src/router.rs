@@ -213,18 +213,23 @@ impl Router {
             metrics: self.metrics.clone(),
             pending: self.pending.clone(),
         };
-        let task = self.runtime.spawn(
-            deliver_loop(rx, delivery, replay, self.head.load(Ordering::SeqCst)).instrument(span),
-        );
-        self.routes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Route {
+        // The route exists before the replay reads anything (so no event falls between the
+        // replay and the live queue), and the head is read with the route table locked (so a
+        // live subscriber skips exactly what was routed before it existed).
+        let start_after = {
+            let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+            let head = self.head.load(Ordering::SeqCst);
+            routes.push(Route {
                 id,
                 patterns,
                 filter,
                 queue: tx,
             });
+            head
+        };
+        let task = self
+            .runtime
+            .spawn(deliver_loop(rx, delivery, replay, start_after).instrument(span));
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
