@@ -8,27 +8,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use common::{event, typed, Recorder, TestStore};
+use common::{event, subscribe, typed, Recorder, TestStore};
 use serde_json::json;
 use situs_event_bus::query::EventFilter;
 use situs_event_bus::{Event, EventBusError, Middleware, Published, Scope, SubscriberFilter};
 
 fn all() -> Scope {
     Scope::default()
-}
-
-fn subscribe(
-    bus: &situs_event_bus::EventBus,
-    pattern: &str,
-    recorder: &Recorder,
-) -> situs_event_bus::Subscription {
-    bus.subscribe(
-        &[pattern.to_string()],
-        SubscriberFilter::default(),
-        &all(),
-        Arc::new(recorder.clone()),
-    )
-    .expect("subscribes")
 }
 
 async fn concurrent_publishers_are_seen_in_position_order_exactly_once(store: &TestStore) {

@@ -4,14 +4,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{admin_pool, test_database_url, typed, Outage, Recorder, TestStore};
+use common::{admin_pool, subscribe, test_database_url, typed, Outage, Recorder, TestStore};
 use serde_json::json;
 use situs_event_bus::query::EventFilter;
 use situs_event_bus::store::postgres::APPEND_LOCK;
-use situs_event_bus::{Event, EventBus, Scope, SubscriberFilter};
+use situs_event_bus::{Event, EventBus, Scope};
 
 fn all() -> Scope {
     Scope::default()
@@ -225,13 +224,7 @@ async fn instances_see_each_others_events_in_order_once(store: &TestStore) {
     let (a, b) = (store.open(options).await, store.open(options).await);
     let (seen_a, seen_b) = (Recorder::default(), Recorder::default());
     for (bus, recorder) in [(&a, &seen_a), (&b, &seen_b)] {
-        bus.subscribe(
-            &["**".into()],
-            SubscriberFilter::default(),
-            &all(),
-            Arc::new(recorder.clone()),
-        )
-        .expect("sub");
+        subscribe(bus, "**", recorder);
     }
     let publish = |bus: EventBus, who: &'static str| {
         tokio::spawn(async move {
@@ -375,13 +368,7 @@ async fn postgres_outage_fails_fast_then_recovers_without_reopening() {
         .await
         .expect("open through proxy");
     let recorder = Recorder::default();
-    bus.subscribe(
-        &["**".into()],
-        SubscriberFilter::default(),
-        &all(),
-        Arc::new(recorder.clone()),
-    )
-    .expect("sub");
+    subscribe(&bus, "**", &recorder);
 
     let mut acknowledged = Vec::new();
     for i in 0..20 {
@@ -633,13 +620,7 @@ async fn postgres_doorbell_delivers_other_instances_events() {
     let options = r#"{"delivery":{"pollIntervalMs":3600000}}"#;
     let (a, b) = (store.open(options).await, store.open(options).await);
     let seen = Recorder::default();
-    b.subscribe(
-        &["**".into()],
-        SubscriberFilter::default(),
-        &all(),
-        Arc::new(seen.clone()),
-    )
-    .expect("sub");
+    subscribe(&b, "**", &seen);
     let mut acked = Vec::new();
     for i in 0..10 {
         acked.push(

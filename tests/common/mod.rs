@@ -17,6 +17,21 @@ pub fn typed(event_type: &str, payload: serde_json::Value) -> Event {
     event(&serde_json::json!({ "type": event_type, "payload": payload }).to_string())
 }
 
+/// Subscribes `recorder` to `pattern` on the whole bus (no tenant scope, no filters).
+pub fn subscribe(
+    bus: &EventBus,
+    pattern: &str,
+    recorder: &Recorder,
+) -> situs_event_bus::Subscription {
+    bus.subscribe(
+        &[pattern.to_string()],
+        situs_event_bus::SubscriberFilter::default(),
+        &situs_event_bus::Scope::default(),
+        Arc::new(recorder.clone()),
+    )
+    .expect("subscribes")
+}
+
 /// Records what it receives; fails events whose payload has `"fail": true`; optionally slow.
 #[derive(Default, Clone)]
 pub struct Recorder {
