@@ -293,7 +293,12 @@ impl EventBus {
     }
 
     fn publish_span(&self, what: &'static str, count: usize) -> Span {
-        let span = info_span!(parent: &self.inner.span, "publish", kind = what, count);
+        self.child_span(info_span!(parent: &self.inner.span, "publish", kind = what, count))
+    }
+
+    /// A span under the bus's root, or the root itself when filtered out, so records emitted
+    /// inside are still attributed to this bus's logger.
+    fn child_span(&self, span: Span) -> Span {
         if span.is_disabled() {
             self.inner.span.clone()
         } else {
@@ -371,12 +376,7 @@ impl EventBus {
             tenant_id: scoped_tenant(scope, filter.tenant_id)?,
             ..filter
         };
-        let span = info_span!(parent: &self.inner.span, "subscriber");
-        let span = if span.is_disabled() {
-            self.inner.span.clone()
-        } else {
-            span
-        };
+        let span = self.child_span(info_span!(parent: &self.inner.span, "subscriber"));
         let replay = filter
             .from
             .and_then(|from| from.replay_after())

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{EventBusError, Result};
-use crate::event::{describe_json_error, is_json_object};
+use crate::json_input::parse_object;
 
 /// The embedded default store, used when neither `storeUrl` nor EVENT_STORE_URL is given.
 pub const DEFAULT_STORE_URL: &str = "sqlite://./event-bus.db";
@@ -291,19 +291,7 @@ fn env_number<T: std::str::FromStr>(
 impl Config {
     /// Resolves JSON options (`{}` for none) over the given environment variables.
     pub fn resolve(options_json: &str, env: &HashMap<String, String>) -> Result<Config> {
-        if !is_json_object(options_json) {
-            return Err(invalid("options must be an object".into()));
-        }
-        let de = &mut serde_json::Deserializer::from_str(options_json);
-        let options: Options = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let msg = describe_json_error(e.inner());
-            if path == "." {
-                invalid(format!("options: {msg}"))
-            } else {
-                invalid(format!("option {path}: {msg}"))
-            }
-        })?;
+        let options: Options = parse_object(options_json, "options", "option ").map_err(invalid)?;
         let d = Config::default();
         let webhook = options.webhook.unwrap_or_default();
         let batch = options.batch.unwrap_or_default();

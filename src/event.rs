@@ -13,6 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{EventBusError, Result};
+use crate::json_input::{describe_json_error, is_json_object};
 
 /// An event before it is stored: what publishers send, after parsing.
 #[derive(Debug, Clone)]
@@ -127,20 +128,6 @@ pub fn now_millis() -> DateTime<Utc> {
 
 pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// serde_json appends "at line 1 column 17" to its messages; callers see field names instead.
-pub(crate) fn describe_json_error(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    match text.find(" at line ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
-
-/// serde accepts a JSON array for a struct; callers' option objects must really be objects.
-pub(crate) fn is_json_object(text: &str) -> bool {
-    text.trim_start().starts_with('{')
 }
 
 fn json_kind(v: &Value) -> &'static str {

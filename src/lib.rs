@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod in_flight;
+mod json_input;
 pub mod log_forward;
 pub mod metrics;
 pub mod middleware;

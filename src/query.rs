@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::error::{EventBusError, Result};
-use crate::event::{describe_json_error, is_json_object, SharedEvent};
+use crate::event::SharedEvent;
+use crate::json_input::parse_object;
 use crate::pattern::{any_matches, Pattern};
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -85,21 +86,7 @@ pub struct Page {
 
 impl EventFilter {
     pub fn from_json(text: &str) -> Result<EventFilter> {
-        if !is_json_object(text) {
-            return Err(EventBusError::InvalidEvent(
-                "filter must be an object".into(),
-            ));
-        }
-        let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let msg = describe_json_error(e.inner());
-            if path == "." {
-                EventBusError::InvalidEvent(format!("filter: {msg}"))
-            } else {
-                EventBusError::InvalidEvent(format!("{path}: {msg}"))
-            }
-        })
+        parse_object(text, "filter", "").map_err(EventBusError::InvalidEvent)
     }
 
     /// Checks the filter and turns it into a store query.

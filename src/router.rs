@@ -92,17 +92,8 @@ pub struct Replay {
 
 impl SubscriberFilter {
     pub fn from_json(text: &str) -> crate::error::Result<SubscriberFilter> {
-        if !crate::event::is_json_object(text) {
-            return Err(crate::error::EventBusError::InvalidEvent(
-                "subscribe options must be an object".into(),
-            ));
-        }
-        serde_json::from_str(text).map_err(|e| {
-            crate::error::EventBusError::InvalidEvent(format!(
-                "subscribe options: {}",
-                crate::event::describe_json_error(&e)
-            ))
-        })
+        crate::json_input::parse_object(text, "subscribe options", "")
+            .map_err(crate::error::EventBusError::InvalidEvent)
     }
 
     fn accepts(&self, event: &SharedEvent) -> bool {
