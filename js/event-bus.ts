@@ -3,6 +3,8 @@ import { binding, NativeBus } from './native';
 import { fromWire, publishFields, toJson } from './serialize';
 import type {
   BusEvent,
+  DeadLetter,
+  DeadLetterQuery,
   EventBusMetrics,
   EventBusOptions,
   EventFor,
@@ -121,6 +123,9 @@ export class EventBusHandle {
       throw new EventBusError('INVALID_EVENT', 'handler must be a function');
     }
     let active = true;
+    // A group retries a failed event before the next of its partition, so its batches stop at
+    // the first failure (the core delivers the rest again).
+    const stopAtFailure = typeof options?.group === 'string';
     const deliver = async (json: string): Promise<string> => {
       const batch = JSON.parse(json) as Array<{ position: number; timestamp: string }>;
       let failures: Array<{ position: number; message: string }> | undefined;
@@ -132,6 +137,7 @@ export class EventBusHandle {
           if (result && typeof (result as Promise<void>).then === 'function') await result;
         } catch (err) {
           (failures ??= []).push({ position: wire.position, message: messageOf(err) });
+          if (stopAtFailure) break;
         }
       }
       return failures ? JSON.stringify(failures) : '';
@@ -249,6 +255,28 @@ export class EventBus extends EventBusHandle {
       if (typeof iso !== 'string') throw new EventBusError('INVALID_EVENT', 'olderThan must be a Date or an ISO-8601 string');
       return { archived: await this.nativeBus.archive(iso) };
     });
+  }
+
+  /** Events consumer groups gave up on, newest first. */
+  deadLetters(query: DeadLetterQuery = {}): Promise<DeadLetter[]> {
+    return native(async () => {
+      const json = await this.nativeBus.deadLetters(toJson(query ?? {}, 'query'));
+      const list = JSON.parse(json) as Array<DeadLetter<{ timestamp: string }> & { createdAt: string; updatedAt: string }>;
+      return list.map((d) => ({
+        ...d,
+        event: fromWire<BusEvent>(d.event),
+        createdAt: new Date(d.createdAt),
+        updatedAt: new Date(d.updatedAt),
+      }));
+    });
+  }
+
+  /**
+   * Sends a dead letter back to its group: a member of the group (in any instance) handles it
+   * again with the group's maxAttempts and backoff; its status becomes 'resolved' or 'dead'.
+   */
+  retryDeadLetter(id: number): Promise<void> {
+    return native(() => this.nativeBus.retryDeadLetter(id));
   }
 
   metrics(): EventBusMetrics {

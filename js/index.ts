@@ -4,6 +4,8 @@ export type { EventBusErrorCode } from './errors';
 export { EventType } from './types';
 export type {
   BusEvent,
+  DeadLetter,
+  DeadLetterQuery,
   EventBusMetrics,
   EventBusOptions,
   EventFor,

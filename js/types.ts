@@ -120,6 +120,44 @@ export interface SubscribeOptions {
    * duplicate.
    */
   from?: 'now' | 'beginning' | number;
+  /**
+   * Durable consumer group: members with the same group name, in every instance sharing the
+   * store, split its events (each handled by one member, in order per partition, at least once).
+   * The group's checkpoint lives in the database; `from` applies only when the group is created.
+   */
+  group?: string;
+  /** Handler calls per event, the first included, before it goes to the dead letters (default 5). */
+  maxAttempts?: number;
+  /** Delay between attempts: `initialMs × factor^n`, capped at `maxMs`, ±20% jitter (100 ms, 30 s, 2). */
+  backoff?: { initialMs?: number; maxMs?: number; factor?: number };
+  /** Events with the same value of this field are handled in order (default `'projectId'`). */
+  partitionBy?: 'projectId' | 'tenantId' | 'userId' | 'type';
+  /** Partitions of a new group (default 16): the most members that can work at once. */
+  partitions?: number;
+  /** How long a member holds its partitions without renewing (default 10000 ms); a member that dies is replaced after it. */
+  leaseMs?: number;
+}
+
+/** An event a consumer group gave up on. */
+export interface DeadLetter<E = BusEvent> {
+  id: number;
+  group: string;
+  position: number;
+  event: E;
+  /** Handler calls made so far, over every round. */
+  attempts: number;
+  /** The last failure's message. */
+  error: string;
+  status: 'dead' | 'retrying' | 'resolved';
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface DeadLetterQuery {
+  group?: string;
+  status?: DeadLetter['status'];
+  /** At most 1000 (default 100). */
+  limit?: number;
 }
 
 export interface Subscription {
@@ -244,5 +282,9 @@ export interface EventBusMetrics {
   batches: number;
   /** Crossings into subscribers' handlers (each carries one or more events). */
   deliveryBatches: number;
+  /** Consumer-group handler calls that repeated a failed one. */
+  groupRetries: number;
+  /** Events consumer groups moved to their dead letters. */
+  deadLettered: number;
   subscribers: number;
 }

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::{watch, Notify, OnceCell};
 use tracing::{info_span, Instrument, Span};
 
 use crate::batcher::{Arrival, Batcher};
 use crate::config::{Config, RetentionConfig};
+use crate::consumer_group::{GroupOptions, Member};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
 use crate::in_flight::InFlight;
@@ -21,6 +22,7 @@ use crate::middleware::{Middleware, MiddlewareChain, MiddlewareId, Scope};
 use crate::pattern::Pattern;
 use crate::query::{into_page, EventFilter, Page};
 use crate::router::{Replay, Router, Sink, SubscriberFilter, Subscription};
+use crate::store::groups::{DeadLetter, DeadLetterStatus};
 use crate::store::{self, Store, StoreOptions, ARCHIVE_BATCH};
 use crate::tailer::Tailer;
 
@@ -225,7 +227,28 @@ struct Inner {
     gate: Gate,
     closing: OnceCell<()>,
     retention: Mutex<Option<Retention>>,
+    /// Consumer-group members of this instance, stopped (and their partitions handed back) on close.
+    members: Mutex<Vec<RunningMember>>,
+    /// Where background tasks run, also when called from outside the runtime (napi).
+    runtime: tokio::runtime::Handle,
     log_registration: Mutex<Option<Registration>>,
+}
+
+struct RunningMember {
+    stopped: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Rings a group member's doorbell when a matching event commits (a route in the router).
+struct WakeSink(Arc<Notify>);
+
+#[async_trait::async_trait]
+impl Sink for WakeSink {
+    async fn deliver(&self, _events: &[SharedEvent]) -> Vec<crate::router::HandlerFailure> {
+        self.0.notify_one();
+        Vec::new()
+    }
 }
 
 #[derive(Clone)]
@@ -283,6 +306,8 @@ impl EventBus {
                 gate: Gate::default(),
                 closing: OnceCell::new(),
                 retention: Mutex::new(retention),
+                members: Mutex::new(Vec::new()),
+                runtime: tokio::runtime::Handle::current(),
                 log_registration: Mutex::new(log_registration),
             }),
         })
@@ -314,6 +339,13 @@ impl EventBus {
             arrival: Some(self.inner.batcher.expect_arrival()),
         };
         self.inner.gate.check_open()?;
+        Ok(admitted)
+    }
+
+    /// Admits an operation that publishes nothing (the writer does not wait for it).
+    fn admit_read(&self) -> Result<Admitted> {
+        let mut admitted = self.admit()?;
+        admitted.arrival.take();
         Ok(admitted)
     }
 
@@ -390,6 +422,86 @@ impl EventBus {
             .subscribe(patterns, filter, sink, replay, span))
     }
 
+    /// Joins consumer group `group.name`: with the other members of the group (in this and other
+    /// instances) handles every matching event once, in order per partition, at least once.
+    /// `sink` must stop at its first failing event in a batch (the rest is delivered again).
+    pub fn subscribe_group(
+        &self,
+        patterns: &[String],
+        filter: SubscriberFilter,
+        group: GroupOptions,
+        scope: &Scope,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Subscription> {
+        let inner = &self.inner;
+        inner.gate.check_open()?;
+        let patterns = Pattern::parse_all(patterns)?;
+        let filter = SubscriberFilter {
+            tenant_id: scoped_tenant(scope, filter.tenant_id)?,
+            from: None,
+            ..filter
+        };
+        let span =
+            self.child_span(info_span!(parent: &inner.span, "consumer_group", group = %group.name));
+        let wake = Arc::new(Notify::new());
+        let subscription = inner.router.subscribe(
+            patterns.clone(),
+            filter.clone(),
+            Arc::new(WakeSink(wake.clone())),
+            None,
+            span.clone(),
+        );
+        let stopped = subscription.cancel_flag();
+        let member = Member {
+            id: uuid::Uuid::now_v7().to_string(),
+            store: inner.store.clone(),
+            options: group,
+            patterns,
+            filter,
+            sink,
+            wake: wake.clone(),
+            stopped: stopped.clone(),
+            metrics: inner.metrics.clone(),
+            poll_interval: inner.config.delivery.poll_interval,
+        };
+        let task = inner.runtime.spawn(member.run().instrument(span));
+        let mut members = inner.members.lock().unwrap_or_else(|p| p.into_inner());
+        members.retain(|m| !m.task.is_finished());
+        members.push(RunningMember {
+            stopped,
+            wake,
+            task,
+        });
+        Ok(subscription)
+    }
+
+    /// Dead letters, newest first, of one group or all.
+    pub async fn dead_letters(
+        &self,
+        group: Option<&str>,
+        status: Option<DeadLetterStatus>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let _admitted = self.admit_read()?;
+        self.inner
+            .store
+            .groups()
+            .dead_letters(group, status, limit.clamp(1, 1000))
+            .await
+    }
+
+    /// Marks a dead letter for re-delivery by a member of its group (NOT_FOUND if unknown).
+    pub async fn retry_dead_letter(&self, id: u64) -> Result<()> {
+        let _admitted = self.admit_read()?;
+        if self.inner.store.groups().retry_dead_letter(id).await? {
+            Ok(())
+        } else {
+            Err(EventBusError::NotFound(format!(
+                "dead letter {id} does not exist"
+            )))
+        }
+    }
+
     /// Adds a user middleware after the built-ins (and after earlier user middleware).
     pub fn use_middleware(&self, middleware: Arc<dyn Middleware>) -> Result<MiddlewareId> {
         self.inner.gate.check_open()?;
@@ -444,6 +556,19 @@ impl EventBus {
                     if let Some(retention) = retention {
                         let _ = retention.stop.send(true);
                         let _ = retention.task.await;
+                    }
+                    let members: Vec<RunningMember> = inner
+                        .members
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .drain(..)
+                        .collect();
+                    for m in &members {
+                        m.stopped.store(true, Ordering::SeqCst);
+                        m.wake.notify_one();
+                    }
+                    for m in members {
+                        let _ = m.task.await;
                     }
                     inner.batcher.shutdown().await;
                     if let Some(doorbell) = inner

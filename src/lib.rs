@@ -4,6 +4,7 @@
 pub mod batcher;
 pub mod bus;
 pub mod config;
+pub mod consumer_group;
 pub mod error;
 pub mod event;
 pub mod in_flight;

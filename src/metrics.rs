@@ -13,6 +13,8 @@ pub struct Metrics {
     pub handler_errors: AtomicU64,
     pub batches: AtomicU64,
     pub delivery_batches: AtomicU64,
+    pub group_retries: AtomicU64,
+    pub dead_lettered: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,6 +34,10 @@ pub struct MetricsSnapshot {
     pub batches: u64,
     /// Calls into subscribers' sinks (each carries one or more events).
     pub delivery_batches: u64,
+    /// Consumer-group handler calls that repeated a failed one.
+    pub group_retries: u64,
+    /// Events consumer groups gave up on (moved to their dead-letter table).
+    pub dead_lettered: u64,
     pub subscribers: u64,
 }
 
@@ -50,6 +56,8 @@ impl Metrics {
             handler_errors: get(&self.handler_errors),
             batches: get(&self.batches),
             delivery_batches: get(&self.delivery_batches),
+            group_retries: get(&self.group_retries),
+            dead_lettered: get(&self.dead_lettered),
             subscribers,
         }
     }

@@ -37,14 +37,13 @@ pub trait Sink: Send + Sync + 'static {
     async fn deliver(&self, events: &[SharedEvent]) -> Vec<HandlerFailure>;
 }
 
-/// Which events a subscriber wants besides its patterns (`subscribe(…, { projectId, tenantId })`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// Which events a subscriber wants besides its patterns (`subscribe(…, { projectId, tenantId })`);
+/// parsed with the rest of the options by `consumer_group::parse_subscribe_options`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubscriberFilter {
     pub project_id: Option<String>,
     pub tenant_id: Option<String>,
     /// Where delivery starts: `"now"` (default), `"beginning"`, or after a position (exclusive).
-    #[serde(default, deserialize_with = "start_from")]
     pub from: Option<StartFrom>,
 }
 
@@ -55,7 +54,7 @@ pub enum StartFrom {
     After(u64),
 }
 
-fn start_from<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn start_from<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<StartFrom>, D::Error> {
     use serde::de::Error;
@@ -91,12 +90,7 @@ pub struct Replay {
 }
 
 impl SubscriberFilter {
-    pub fn from_json(text: &str) -> crate::error::Result<SubscriberFilter> {
-        crate::json_input::parse_object(text, "subscribe options", "")
-            .map_err(crate::error::EventBusError::InvalidEvent)
-    }
-
-    fn accepts(&self, event: &SharedEvent) -> bool {
+    pub fn accepts(&self, event: &SharedEvent) -> bool {
         let e = &event.event;
         self.project_id
             .as_ref()

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use common::{event, subscribe, typed, Recorder, TestStore};
 use serde_json::json;
+use situs_event_bus::consumer_group::parse_subscribe_options;
 use situs_event_bus::query::EventFilter;
 use situs_event_bus::{Event, EventBusError, Middleware, Published, Scope, SubscriberFilter};
 
@@ -586,8 +587,8 @@ async fn replay_from_the_log_joins_the_live_stream_without_gap_or_duplicate(stor
     let from_tenth = Recorder::default();
     let only_c = Recorder::default();
     let sub = |from: serde_json::Value, pattern: &str, r: &Recorder| {
-        let filter =
-            SubscriberFilter::from_json(&json!({ "from": from }).to_string()).expect("options");
+        let (filter, _) =
+            parse_subscribe_options(&json!({ "from": from }).to_string()).expect("options");
         bus.subscribe(&[pattern.to_string()], filter, &all(), Arc::new(r.clone()))
             .expect("subscribe");
     };
@@ -608,7 +609,7 @@ async fn replay_from_the_log_joins_the_live_stream_without_gap_or_duplicate(stor
         "a position means after it"
     );
     assert_eq!(only_c.positions(), live, "replay honours the pattern");
-    let err = SubscriberFilter::from_json(r#"{"from":"yesterday"}"#).expect_err("bad from");
+    let err = parse_subscribe_options(r#"{"from":"yesterday"}"#).expect_err("bad from");
     assert_eq!(err.code(), "INVALID_EVENT");
 }
 

@@ -13,13 +13,14 @@ use napi_derive::napi;
 
 use crate::bus::{EventBus, Published};
 use crate::config::Config;
+use crate::consumer_group::{parse_subscribe_options, DeadLetterFilter};
 use crate::error::EventBusError;
 use crate::event::{json_array, Event};
 use crate::log_forward::LogSink;
 use crate::middleware::security::check_scope_tenant;
 use crate::middleware::Scope;
 use crate::query::{parse_time, EventFilter};
-use crate::router::{SubscriberFilter, Subscription};
+use crate::router::Subscription;
 use js_callbacks::{JsLogSink, JsMiddleware, JsSink};
 
 fn to_js_error(e: EventBusError) -> napi::Error {
@@ -121,7 +122,8 @@ impl NativeBus {
     }
 
     /// `handler` receives a JSON array of events and resolves with a JSON array of failures
-    /// (`[{ position, message }]`, or an empty string when none failed).
+    /// (`[{ position, message }]`, or an empty string when none failed). With `group` in the
+    /// options, the handler must stop at the first failure of a batch.
     #[napi]
     pub fn subscribe(
         &self,
@@ -134,11 +136,14 @@ impl NativeBus {
         >,
     ) -> napi::Result<NativeSubscription> {
         let sink = Arc::new(JsSink::new(&handler).map_err(callback_error)?);
-        let filter = SubscriberFilter::from_json(&options_json).map_err(to_js_error)?;
-        let subscription = self
-            .bus
-            .subscribe(&patterns, filter, &scope(tenant), sink)
-            .map_err(to_js_error)?;
+        let (filter, group) = parse_subscribe_options(&options_json).map_err(to_js_error)?;
+        let subscription = match group {
+            Some(group) => self
+                .bus
+                .subscribe_group(&patterns, filter, group, &scope(tenant), sink),
+            None => self.bus.subscribe(&patterns, filter, &scope(tenant), sink),
+        }
+        .map_err(to_js_error)?;
         Ok(NativeSubscription { subscription })
     }
 
@@ -204,6 +209,47 @@ impl NativeBus {
             let cursor = serde_json::to_string(&page.next_cursor)
                 .map_err(|e| napi::Error::from_reason(e.to_string()))?;
             Ok(format!(r#"{{"events":{events},"nextCursor":{cursor}}}"#))
+        })
+    }
+
+    /// Resolves with a JSON array of dead letters, newest first.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn dead_letters<'env>(
+        &self,
+        env: &'env Env,
+        options_json: String,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let bus = self.bus.clone();
+        env.spawn_future(async move {
+            let filter = DeadLetterFilter::from_json(&options_json).map_err(to_js_error)?;
+            let letters = bus
+                .dead_letters(
+                    filter.group.as_deref(),
+                    filter.status,
+                    filter.limit.unwrap_or(100),
+                )
+                .await
+                .map_err(to_js_error)?;
+            let rendered: Vec<String> = letters.iter().map(|d| d.to_json()).collect();
+            Ok(json_array(rendered.iter().map(String::as_str)))
+        })
+    }
+
+    /// Marks a dead letter for re-delivery by its group.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn retry_dead_letter<'env>(
+        &self,
+        env: &'env Env,
+        id: f64,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let bus = self.bus.clone();
+        env.spawn_future(async move {
+            if !(id >= 1.0 && id.fract() == 0.0 && id <= 9_007_199_254_740_991.0) {
+                return Err(to_js_error(EventBusError::InvalidEvent(
+                    "id must be a dead letter id (a positive whole number)".into(),
+                )));
+            }
+            bus.retry_dead_letter(id as u64).await.map_err(to_js_error)
         })
     }
 

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
+use super::groups::{GroupStore, MemoryGroups};
 use super::{duplicate_error, existing, Appended, Store};
 use crate::error::Result;
 use crate::event::{Event, SharedEvent, StoredEvent};
@@ -16,6 +17,7 @@ use crate::query::{Order, Query};
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    groups: MemoryGroups,
 }
 
 #[derive(Default)]
@@ -67,6 +69,10 @@ impl State {
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn groups(&self) -> &dyn GroupStore {
+        &self.groups
+    }
+
     async fn append(&self, requests: Vec<Vec<Event>>) -> Vec<Result<Vec<Appended>>> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         requests

@@ -15,16 +15,30 @@ pub enum Backend {
 
 fn migrations(backend: Backend) -> Vec<Migration> {
     let files: &[(i64, &str, &'static str)] = match backend {
-        Backend::Postgres => &[(
-            1,
-            "events",
-            include_str!("../../migrations/postgres/0001_events.sql"),
-        )],
-        Backend::Sqlite => &[(
-            1,
-            "events",
-            include_str!("../../migrations/sqlite/0001_events.sql"),
-        )],
+        Backend::Postgres => &[
+            (
+                1,
+                "events",
+                include_str!("../../migrations/postgres/0001_events.sql"),
+            ),
+            (
+                3,
+                "consumer groups",
+                include_str!("../../migrations/postgres/0003_consumer_groups.sql"),
+            ),
+        ],
+        Backend::Sqlite => &[
+            (
+                1,
+                "events",
+                include_str!("../../migrations/sqlite/0001_events.sql"),
+            ),
+            (
+                2,
+                "consumer groups",
+                include_str!("../../migrations/sqlite/0002_consumer_groups.sql"),
+            ),
+        ],
     };
     files
         .iter()

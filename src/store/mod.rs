@@ -1,11 +1,14 @@
 //! The durable log. Every backend assigns increasing positions in commit order (so a reader that
 //! asks for `position > last` never misses a late commit) and enforces idempotency by event id.
 
+pub mod groups;
 pub mod memory;
 mod migrate;
 pub mod postgres;
+mod postgres_groups;
 mod sql;
 pub mod sqlite;
+mod sqlite_groups;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +19,7 @@ use chrono::{DateTime, Utc};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
 use crate::query::Query;
+use groups::GroupStore;
 
 /// Rows moved or deleted per statement by archiving and retention: small enough that no
 /// statement holds locks for long.
@@ -70,6 +74,9 @@ pub trait Store: Send + Sync + 'static {
     fn doorbell(&self, _wake: Box<dyn Fn() + Send + Sync>) -> Option<tokio::task::JoinHandle<()>> {
         None
     }
+
+    /// Consumer-group state kept beside this log.
+    fn groups(&self) -> &dyn GroupStore;
 
     async fn close(&self) {}
 }

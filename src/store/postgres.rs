@@ -36,8 +36,8 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 const COLUMNS: &str = r#"position, id, type, payload::text AS payload, "timestamp", project_id, tenant_id, user_id, metadata::text AS metadata"#;
 
 pub struct PostgresStore {
-    /// Reads, archiving and migrations.
-    pool: PgPool,
+    /// Reads, archiving, migrations and consumer-group state.
+    pub(super) pool: PgPool,
     /// The batcher is the only appender: it keeps a connection of its own, so a group commit never
     /// waits for the pool or its liveness ping. Dropped on any error, reopened by the next append.
     writer: tokio::sync::Mutex<Option<PgConnection>>,
@@ -565,6 +565,10 @@ impl Store for PostgresStore {
         .await
         .map_err(|e| unavailable("purging archived events", e))?;
         Ok(done.rows_affected())
+    }
+
+    fn groups(&self) -> &dyn super::groups::GroupStore {
+        self
     }
 
     fn doorbell(&self, wake: Box<dyn Fn() + Send + Sync>) -> Option<tokio::task::JoinHandle<()>> {

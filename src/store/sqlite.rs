@@ -27,7 +27,7 @@ const COLUMNS: &str =
     "position, id, type, payload, timestamp, project_id, tenant_id, user_id, metadata";
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 fn row_event(row: &SqliteRow) -> Result<SharedEvent> {
@@ -362,6 +362,10 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| unavailable("purging archived events", e))?;
         Ok(done.rows_affected())
+    }
+
+    fn groups(&self) -> &dyn super::groups::GroupStore {
+        self
     }
 
     async fn close(&self) {

@@ -1,0 +1,647 @@
+//! Durable consumer groups: `subscribe(…, { group })`. Members of a group, in any instance sharing
+//! the store, split the group's partitions (events keyed by projectId by default) under leases and
+//! read the log from each partition's checkpoint, so every event is handled by one member, in
+//! order per partition, at least once. A failing event is retried with backoff, then dead-lettered.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::error::{EventBusError, Result};
+use crate::event::SharedEvent;
+use crate::metrics::Metrics;
+use crate::pattern::{any_matches, Pattern};
+use crate::query::Query;
+use crate::router::{HandlerFailure, Sink, StartFrom, SubscriberFilter};
+use crate::store::groups::{DeadLetter, Lease};
+use crate::store::Store;
+
+/// Events read from the log per round.
+const PAGE: usize = 500;
+
+/// Which event field decides the partition (events with the same value are handled in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PartitionKey {
+    #[default]
+    ProjectId,
+    TenantId,
+    UserId,
+    Type,
+}
+
+/// Retry delays: `initialMs × factor^(attempt-1)`, capped at `maxMs`, with ±20% jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub factor: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            factor: 2.0,
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before the next call after `failed_calls` failed ones.
+    pub fn delay(&self, failed_calls: u32) -> Duration {
+        let exp = self
+            .factor
+            .powi(i32::try_from(failed_calls.saturating_sub(1)).unwrap_or(i32::MAX));
+        let base = (self.initial.as_secs_f64() * exp).min(self.max.as_secs_f64());
+        // The low bits of a UUIDv7 are random: jitter without another RNG.
+        let random = (uuid::Uuid::now_v7().as_u128() as u64 % 1000) as f64 / 1000.0;
+        let jitter = 0.8 + 0.4 * random;
+        Duration::from_secs_f64((base * jitter).min(self.max.as_secs_f64()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupOptions {
+    pub name: String,
+    /// Where a group starts the first time it is created; afterwards its checkpoint wins.
+    pub start: StartFrom,
+    /// Handler calls per event, the first included.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub partition_by: PartitionKey,
+    pub partitions: u32,
+    /// How long a member holds its partitions without renewing (renewed every third of it).
+    pub lease: Duration,
+}
+
+/// `subscribe` options as callers write them (`{ projectId, tenantId, from, group, … }`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SubscribeOptionsInput {
+    project_id: Option<String>,
+    tenant_id: Option<String>,
+    #[serde(default, deserialize_with = "crate::router::start_from")]
+    from: Option<StartFrom>,
+    group: Option<String>,
+    max_attempts: Option<u32>,
+    backoff: Option<BackoffInput>,
+    partition_by: Option<PartitionKey>,
+    partitions: Option<u32>,
+    lease_ms: Option<u64>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BackoffInput {
+    initial_ms: Option<u64>,
+    max_ms: Option<u64>,
+    factor: Option<f64>,
+}
+
+fn invalid(message: String) -> EventBusError {
+    EventBusError::InvalidEvent(message)
+}
+
+/// Parses `subscribe` options: the filter every subscription has, and the group settings when
+/// `group` is given.
+pub fn parse_subscribe_options(text: &str) -> Result<(SubscriberFilter, Option<GroupOptions>)> {
+    let input: SubscribeOptionsInput =
+        crate::json_input::parse_object(text, "subscribe options", "").map_err(invalid)?;
+    let filter = SubscriberFilter {
+        project_id: input.project_id,
+        tenant_id: input.tenant_id,
+        from: input.from,
+    };
+    let Some(name) = input.group else {
+        for (set, field) in [
+            (input.max_attempts.is_some(), "maxAttempts"),
+            (input.backoff.is_some(), "backoff"),
+            (input.partition_by.is_some(), "partitionBy"),
+            (input.partitions.is_some(), "partitions"),
+            (input.lease_ms.is_some(), "leaseMs"),
+        ] {
+            if set {
+                return Err(invalid(format!(
+                    "{field} applies only to a group subscription (set group)"
+                )));
+            }
+        }
+        return Ok((filter, None));
+    };
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        return Err(invalid(
+            "group must be a non-empty string of at most 200 characters".into(),
+        ));
+    }
+    let in_range = |value: Option<u64>, field: &str, default: u64, min: u64, max: u64| {
+        let v = value.unwrap_or(default);
+        if (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(invalid(format!(
+                "{field} must be between {min} and {max}, got {v}"
+            )))
+        }
+    };
+    let defaults = Backoff::default();
+    let backoff = match input.backoff {
+        None => defaults,
+        Some(b) => {
+            let initial = in_range(b.initial_ms, "backoff.initialMs", 100, 1, 3_600_000)?;
+            let max = in_range(
+                b.max_ms,
+                "backoff.maxMs",
+                30_000.max(initial),
+                initial,
+                3_600_000,
+            )?;
+            let factor = b.factor.unwrap_or(defaults.factor);
+            if !(1.0..=10.0).contains(&factor) {
+                return Err(invalid(format!(
+                    "backoff.factor must be between 1 and 10, got {factor}"
+                )));
+            }
+            Backoff {
+                initial: Duration::from_millis(initial),
+                max: Duration::from_millis(max),
+                factor,
+            }
+        }
+    };
+    let group = GroupOptions {
+        name,
+        start: filter.from.unwrap_or(StartFrom::Now),
+        max_attempts: in_range(input.max_attempts.map(u64::from), "maxAttempts", 5, 1, 100)? as u32,
+        backoff,
+        partition_by: input.partition_by.unwrap_or_default(),
+        partitions: in_range(input.partitions.map(u64::from), "partitions", 16, 1, 1024)? as u32,
+        lease: Duration::from_millis(in_range(input.lease_ms, "leaseMs", 10_000, 200, 600_000)?),
+    };
+    Ok((filter, Some(group)))
+}
+
+/// `deadLetters({ group, status, limit })`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeadLetterFilter {
+    pub group: Option<String>,
+    pub status: Option<crate::store::groups::DeadLetterStatus>,
+    pub limit: Option<usize>,
+}
+
+impl DeadLetterFilter {
+    pub fn from_json(text: &str) -> Result<DeadLetterFilter> {
+        crate::json_input::parse_object(text, "deadLetters options", "").map_err(invalid)
+    }
+}
+
+/// The partition of `event` among `partitions` (FNV-1a of the key; events without one share
+/// partition 0's hash of the empty string).
+pub fn partition_of(event: &SharedEvent, key: PartitionKey, partitions: u32) -> u32 {
+    let e = &event.event;
+    let value = match key {
+        PartitionKey::ProjectId => e.project_id.as_deref(),
+        PartitionKey::TenantId => e.tenant_id.as_deref(),
+        PartitionKey::UserId => e.user_id.as_deref(),
+        PartitionKey::Type => Some(e.event_type.as_str()),
+    }
+    .unwrap_or("");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in value.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(partitions.max(1))) as u32
+}
+
+/// One member of a group in this instance.
+pub struct Member {
+    pub id: String,
+    pub store: Arc<dyn Store>,
+    pub options: GroupOptions,
+    pub patterns: Vec<Pattern>,
+    pub filter: SubscriberFilter,
+    pub sink: Arc<dyn Sink>,
+    /// Rung when matching events commit (by the router) and on unsubscribe/close.
+    pub wake: Arc<Notify>,
+    pub stopped: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+    pub poll_interval: Duration,
+}
+
+impl Member {
+    fn stopping(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `d`, or less when woken or stopped.
+    async fn pause(&self, d: Duration) {
+        if !self.stopping() {
+            let _ = tokio::time::timeout(d, self.wake.notified()).await;
+        }
+    }
+
+    /// Runs until stopped; then commits, gives its partitions back and returns.
+    pub async fn run(self) {
+        let groups = self.store.groups();
+        let name = self.options.name.clone();
+        let start = match self.start_position().await {
+            Some(s) => s,
+            None => return,
+        };
+        let mut created = false;
+        while !created && !self.stopping() {
+            match groups
+                .ensure_group(&name, self.options.partitions, start)
+                .await
+            {
+                Ok(n) => {
+                    created = true;
+                    info!(group = %name, member = %self.id, partitions = n, "joined consumer group");
+                }
+                Err(e) => {
+                    warn!(group = %name, error = %e, "joining the consumer group failed; retrying");
+                    self.pause(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        let renew_every = self.options.lease / 3;
+        let mut owned: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut partitions = self.options.partitions;
+        let mut next_claim = tokio::time::Instant::now();
+        while !self.stopping() {
+            if tokio::time::Instant::now() >= next_claim {
+                next_claim = tokio::time::Instant::now() + renew_every;
+                match groups.claim(&name, &self.id, self.options.lease).await {
+                    Ok(leases) => {
+                        let before: Vec<u32> = owned.keys().copied().collect();
+                        owned = leases.iter().map(|l| (l.partition, l.checkpoint)).collect();
+                        if before != owned.keys().copied().collect::<Vec<_>>() {
+                            debug!(group = %name, member = %self.id, partitions = ?owned.keys().collect::<Vec<_>>(), "partitions assigned");
+                        }
+                        if let Ok(n) = groups.ensure_group(&name, partitions, start).await {
+                            partitions = n;
+                        }
+                        self.retry_dead_letters().await;
+                    }
+                    Err(e) => {
+                        warn!(group = %name, error = %e, "renewing group leases failed; retrying");
+                        // Without a renewed lease another member may take over: stop processing.
+                        owned.clear();
+                        next_claim = tokio::time::Instant::now() + Duration::from_millis(500);
+                    }
+                }
+            }
+            if owned.is_empty() {
+                self.pause(next_claim - tokio::time::Instant::now()).await;
+                continue;
+            }
+            match self.round(&mut owned, partitions).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let wait = (next_claim - tokio::time::Instant::now()).min(self.poll_interval);
+                    self.pause(wait).await;
+                }
+                Err(e) => {
+                    warn!(group = %name, error = %e, "consumer group round failed; retrying");
+                    self.pause(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        if let Err(e) = groups.leave(&name, &self.id).await {
+            warn!(group = %name, error = %e, "leaving the consumer group failed; its leases will expire");
+        }
+    }
+
+    async fn start_position(&self) -> Option<u64> {
+        loop {
+            let found = match self.options.start {
+                StartFrom::Beginning => Ok(0),
+                StartFrom::After(p) => Ok(p),
+                StartFrom::Now => self.head().await,
+            };
+            match found {
+                Ok(p) => return Some(p),
+                Err(e) => {
+                    warn!(error = %e, "reading the log head failed; retrying");
+                    if self.stopping() {
+                        return None;
+                    }
+                    self.pause(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn head(&self) -> Result<u64> {
+        let query = Query {
+            limit: 1,
+            order: crate::query::Order::Desc,
+            ..Query::default()
+        };
+        Ok(self
+            .store
+            .query(&query)
+            .await?
+            .first()
+            .map_or(0, |e| e.position))
+    }
+
+    /// Reads one page after the lowest checkpoint held and handles it. Returns whether the page
+    /// was full (more may be waiting).
+    async fn round(&self, owned: &mut BTreeMap<u32, u64>, partitions: u32) -> Result<bool> {
+        let Some(&from) = owned.values().min() else {
+            return Ok(false);
+        };
+        let query = Query {
+            types: self.patterns.clone(),
+            project_id: self.filter.project_id.clone(),
+            tenant_id: self.filter.tenant_id.clone(),
+            after_position: Some(from),
+            limit: PAGE,
+            ..Query::default()
+        };
+        let mut page = self.store.query(&query).await?;
+        page.truncate(PAGE);
+        let Some(last) = page.last().map(|e| e.position) else {
+            return Ok(false);
+        };
+        let full = page.len() == PAGE;
+        let mut work: BTreeMap<u32, Vec<SharedEvent>> = BTreeMap::new();
+        for event in page {
+            if !any_matches(&self.patterns, &event.event.event_type) {
+                continue;
+            }
+            let p = partition_of(&event, self.options.partition_by, partitions);
+            if owned.get(&p).is_some_and(|&cp| event.position > cp) {
+                work.entry(p).or_default().push(event);
+            }
+        }
+        // Partitions run side by side; within one, events go in order.
+        let results = futures_util::future::join_all(
+            work.into_iter()
+                .map(|(p, events)| async move { (p, self.handle_partition(&events).await) }),
+        )
+        .await;
+        let mut done: BTreeMap<u32, u64> = owned.keys().map(|&p| (p, last)).collect();
+        for (p, reached) in results {
+            done.insert(p, reached);
+        }
+        let checkpoints: Vec<Lease> = done
+            .iter()
+            .filter(|(p, &cp)| owned.get(p).is_some_and(|&old| cp > old))
+            .map(|(&partition, &checkpoint)| Lease {
+                partition,
+                checkpoint,
+            })
+            .collect();
+        for lease in &checkpoints {
+            owned.insert(lease.partition, lease.checkpoint);
+        }
+        if !checkpoints.is_empty() {
+            let lost = self
+                .store
+                .groups()
+                .commit(&self.options.name, &self.id, &checkpoints)
+                .await?;
+            for p in lost {
+                debug!(group = %self.options.name, partition = p, "partition taken over by another member");
+                owned.remove(&p);
+            }
+        }
+        Ok(full)
+    }
+
+    /// Handles a partition's events in order; returns the last position finished (handled or
+    /// dead-lettered). Stops early when the member stops: the rest stays for the next owner.
+    async fn handle_partition(&self, events: &[SharedEvent]) -> u64 {
+        let mut reached = 0;
+        let mut i = 0;
+        while i < events.len() && !self.stopping() {
+            let batch = &events[i..];
+            let failures = self.sink.deliver(batch).await;
+            let Some(failure) = first_failure(batch, &failures) else {
+                Metrics::add(&self.metrics.delivered, batch.len() as u64);
+                Metrics::add(&self.metrics.delivery_batches, 1);
+                return batch.last().map_or(reached, |e| e.position);
+            };
+            let (index, message) = failure;
+            Metrics::add(&self.metrics.delivered, index as u64);
+            Metrics::add(&self.metrics.handler_errors, 1);
+            if index > 0 {
+                reached = batch[index - 1].position;
+            }
+            let event = &batch[index];
+            match self.retry(event, 1, message).await {
+                Retried::Delivered => {}
+                Retried::GaveUp { calls, error } => {
+                    match self
+                        .store
+                        .groups()
+                        .add_dead_letter(&self.options.name, event, calls, &error)
+                        .await
+                    {
+                        Ok(id) => {
+                            Metrics::add(&self.metrics.dead_lettered, 1);
+                            warn!(group = %self.options.name, position = event.position, attempts = calls, dead_letter = id, error = %error, "event dead-lettered");
+                        }
+                        // Not recorded: keep the checkpoint before it so it is delivered again.
+                        Err(e) => {
+                            warn!(error = %e, "recording a dead letter failed");
+                            return reached;
+                        }
+                    }
+                }
+                Retried::Stopped => return reached,
+            }
+            reached = event.position;
+            i += index + 1;
+        }
+        reached
+    }
+
+    /// Calls the handler again for `event` (after `calls` failed calls) until it succeeds, the
+    /// attempts run out, or the member stops.
+    async fn retry(&self, event: &SharedEvent, mut calls: u32, mut error: String) -> Retried {
+        while calls < self.options.max_attempts {
+            tokio::time::sleep(self.options.backoff.delay(calls)).await;
+            if self.stopping() {
+                return Retried::Stopped;
+            }
+            Metrics::add(&self.metrics.group_retries, 1);
+            let failures = self.sink.deliver(std::slice::from_ref(event)).await;
+            calls += 1;
+            match first_failure(std::slice::from_ref(event), &failures) {
+                None => {
+                    Metrics::add(&self.metrics.delivered, 1);
+                    return Retried::Delivered;
+                }
+                Some((_, message)) => {
+                    Metrics::add(&self.metrics.handler_errors, 1);
+                    error = message;
+                }
+            }
+        }
+        Retried::GaveUp { calls, error }
+    }
+
+    /// Re-delivers dead letters of this group that `retryDeadLetter` marked.
+    async fn retry_dead_letters(&self) {
+        let groups = self.store.groups();
+        let letters = match groups
+            .claim_retries(&self.options.name, &self.id, self.options.lease)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "claiming dead letters to retry failed");
+                return;
+            }
+        };
+        for letter in letters {
+            let outcome = match self.dead_letter_event(&letter).await {
+                Ok(event) => {
+                    let failures = self.sink.deliver(std::slice::from_ref(&event)).await;
+                    match first_failure(std::slice::from_ref(&event), &failures) {
+                        None => {
+                            Metrics::add(&self.metrics.delivered, 1);
+                            (true, 1, String::new())
+                        }
+                        Some((_, message)) => {
+                            Metrics::add(&self.metrics.handler_errors, 1);
+                            match self.retry(&event, 1, message).await {
+                                Retried::Delivered => (true, 2, String::new()),
+                                Retried::GaveUp { calls, error } => (false, calls, error),
+                                // Its claim expires and another member takes it.
+                                Retried::Stopped => return,
+                            }
+                        }
+                    }
+                }
+                Err(e) => (false, 0, format!("the event could not be read: {e}")),
+            };
+            let (delivered, calls, error) = outcome;
+            if let Err(e) = groups
+                .settle_retry(letter.id, delivered, calls, &error)
+                .await
+            {
+                warn!(error = %e, "recording a dead-letter retry failed");
+            }
+        }
+    }
+
+    /// The dead letter's event, re-read from the log (or its archive) by position.
+    async fn dead_letter_event(&self, letter: &DeadLetter) -> Result<SharedEvent> {
+        let query = Query {
+            after_position: Some(letter.position.saturating_sub(1)),
+            limit: 1,
+            include_archived: true,
+            ..Query::default()
+        };
+        self.store
+            .query(&query)
+            .await?
+            .into_iter()
+            .find(|e| e.position == letter.position)
+            .ok_or_else(|| {
+                EventBusError::NotFound(format!("event at position {} is gone", letter.position))
+            })
+    }
+}
+
+enum Retried {
+    Delivered,
+    GaveUp { calls: u32, error: String },
+    Stopped,
+}
+
+/// Index and message of the first failed event of `batch` (a group sink stops at its first
+/// failure, so events after it were not handled).
+fn first_failure(batch: &[SharedEvent], failures: &[HandlerFailure]) -> Option<(usize, String)> {
+    let first = failures.iter().min_by_key(|f| f.position)?;
+    let index = batch
+        .iter()
+        .position(|e| e.position == first.position)
+        .unwrap_or(0);
+    Some((index, first.message.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_with_defaults_and_name_bad_fields() {
+        let (filter, group) = parse_subscribe_options(r#"{"projectId":"p"}"#).unwrap();
+        assert_eq!(filter.project_id.as_deref(), Some("p"));
+        assert!(group.is_none());
+        let (_, group) =
+            parse_subscribe_options(r#"{"group":"billing","from":"beginning","maxAttempts":3}"#)
+                .unwrap();
+        let group = group.unwrap();
+        assert_eq!(group.name, "billing");
+        assert_eq!(group.start, StartFrom::Beginning);
+        assert_eq!(group.max_attempts, 3);
+        assert_eq!(group.partitions, 16);
+        assert_eq!(group.partition_by, PartitionKey::ProjectId);
+        for (json, field) in [
+            (r#"{"maxAttempts":3}"#, "maxAttempts"),
+            (r#"{"group":""}"#, "group"),
+            (r#"{"group":"g","maxAttempts":0}"#, "maxAttempts"),
+            (r#"{"group":"g","partitions":5000}"#, "partitions"),
+            (r#"{"group":"g","partitionBy":"color"}"#, "partitionBy"),
+            (
+                r#"{"group":"g","backoff":{"initialMs":10,"maxMs":5}}"#,
+                "backoff.maxMs",
+            ),
+            (
+                r#"{"group":"g","backoff":{"factor":0.5}}"#,
+                "backoff.factor",
+            ),
+            (r#"{"group":"g","leaseMs":1}"#, "leaseMs"),
+            (r#"{"group":"g","colour":1}"#, "colour"),
+        ] {
+            let err = parse_subscribe_options(json).unwrap_err();
+            assert_eq!(err.code(), "INVALID_EVENT");
+            assert!(err.to_string().contains(field), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+            factor: 2.0,
+        };
+        let ms = |n| b.delay(n).as_millis();
+        assert!((80..=120).contains(&ms(1)), "{}", ms(1));
+        assert!((160..=240).contains(&ms(2)), "{}", ms(2));
+        assert!((320..=480).contains(&ms(3)), "{}", ms(3));
+        assert!(ms(10) <= 1000);
+        assert!(ms(10) >= 800);
+    }
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        let event = |project: &str| {
+            let e = crate::event::Event::from_json(&format!(
+                r#"{{"type":"a.b","payload":{{}},"projectId":"{project}"}}"#
+            ))
+            .unwrap();
+            Arc::new(crate::event::StoredEvent::new(e, 1))
+        };
+        let a = partition_of(&event("p-1"), PartitionKey::ProjectId, 16);
+        assert_eq!(a, partition_of(&event("p-1"), PartitionKey::ProjectId, 16));
+        let used: std::collections::HashSet<u32> = (0..200)
+            .map(|i| partition_of(&event(&format!("p-{i}")), PartitionKey::ProjectId, 16))
+            .collect();
+        assert_eq!(used.len(), 16);
+    }
+}

@@ -1,0 +1,363 @@
+//! Consumer-group state on SQLite (migrations/sqlite/0002_consumer_groups.sql). Leases are Unix
+//! milliseconds from this process's clock; processes sharing the file share the machine's clock.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
+use super::sqlite::SqliteStore;
+use super::unavailable;
+use crate::error::{EventBusError, Result};
+use crate::event::{format_timestamp, SharedEvent};
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn until(lease: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn lease_rows(rows: &[SqliteRow]) -> Result<Vec<Lease>> {
+    let fail = |e| unavailable("reading group partitions", e);
+    let mut leases = rows
+        .iter()
+        .map(|row| {
+            let partition: i64 = row.try_get("partition").map_err(fail)?;
+            let checkpoint: i64 = row.try_get("checkpoint").map_err(fail)?;
+            Ok(Lease {
+                partition: partition as u32,
+                checkpoint: checkpoint as u64,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    leases.sort_by_key(|l| l.partition);
+    Ok(leases)
+}
+
+fn time(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| EventBusError::StoreUnavailable(format!("reading a dead-letter time: {e}")))
+}
+
+fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter> {
+    let fail = |e| unavailable("reading dead letters", e);
+    let id: i64 = row.try_get("id").map_err(fail)?;
+    let position: i64 = row.try_get("position").map_err(fail)?;
+    let attempts: i64 = row.try_get("attempts").map_err(fail)?;
+    let status: String = row.try_get("status").map_err(fail)?;
+    let created: String = row.try_get("created_at").map_err(fail)?;
+    let updated: String = row.try_get("updated_at").map_err(fail)?;
+    Ok(DeadLetter {
+        id: id as u64,
+        group: row.try_get("group_name").map_err(fail)?,
+        position: position as u64,
+        event_json: row.try_get("event").map_err(fail)?,
+        attempts: attempts as u32,
+        error: row.try_get("error").map_err(fail)?,
+        status: DeadLetterStatus::parse(&status).ok_or_else(|| {
+            EventBusError::StoreUnavailable(format!("unknown dead-letter status {status:?}"))
+        })?,
+        created_at: time(&created)?,
+        updated_at: time(&updated)?,
+    })
+}
+
+const DEAD_LETTER_COLUMNS: &str =
+    "id, group_name, position, event, attempts, error, status, created_at, updated_at";
+
+#[async_trait]
+impl GroupStore for SqliteStore {
+    async fn ensure_group(&self, group: &str, partitions: u32, start: u64) -> Result<u32> {
+        let fail = |e| unavailable("creating the consumer group", e);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(fail)?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM event_bus_group_partitions WHERE group_name = ?",
+        )
+        .bind(group)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if count > 0 {
+            return Ok(count as u32);
+        }
+        for p in 0..partitions {
+            sqlx::query(
+                "INSERT INTO event_bus_group_partitions (group_name, partition, checkpoint) VALUES (?, ?, ?)",
+            )
+            .bind(group)
+            .bind(i64::from(p))
+            .bind(start as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(partitions)
+    }
+
+    async fn claim(&self, group: &str, member: &str, lease: Duration) -> Result<Vec<Lease>> {
+        let fail = |e| unavailable("claiming group partitions", e);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(fail)?;
+        let now = now_ms();
+        let until = until(lease);
+        sqlx::query(
+            "INSERT INTO event_bus_group_members (group_name, member, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (group_name, member) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(group)
+        .bind(member)
+        .bind(until)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        sqlx::query("DELETE FROM event_bus_group_members WHERE group_name = ? AND expires_at < ?")
+            .bind(group)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let (members, partitions): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM event_bus_group_members WHERE group_name = ?1),
+                    (SELECT count(*) FROM event_bus_group_partitions WHERE group_name = ?1)",
+        )
+        .bind(group)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let want = i64::from(fair_share(partitions as u32, members as u32));
+        let held = sqlx::query(
+            "SELECT partition, checkpoint FROM event_bus_group_partitions
+             WHERE group_name = ?1 AND owner = ?2 AND lease_until > ?3 ORDER BY partition",
+        )
+        .bind(group)
+        .bind(member)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let mut leases = lease_rows(&held)?;
+        leases.truncate(want.max(0) as usize);
+        let keep_up_to = leases.last().map_or(-1, |l| i64::from(l.partition));
+        // Give back what exceeds the share (the highest partitions), renew the rest.
+        sqlx::query(
+            "UPDATE event_bus_group_partitions
+             SET owner = CASE WHEN partition <= ?3 THEN owner ELSE NULL END,
+                 lease_until = CASE WHEN partition <= ?3 THEN ?4 ELSE NULL END
+             WHERE group_name = ?1 AND owner = ?2",
+        )
+        .bind(group)
+        .bind(member)
+        .bind(keep_up_to)
+        .bind(until)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if (leases.len() as i64) < want {
+            let taken = sqlx::query(
+                "UPDATE event_bus_group_partitions SET owner = ?2, lease_until = ?3
+                 WHERE group_name = ?1 AND partition IN (
+                   SELECT partition FROM event_bus_group_partitions
+                   WHERE group_name = ?1 AND (owner IS NULL OR lease_until <= ?4)
+                   ORDER BY partition LIMIT ?5)
+                 RETURNING partition, checkpoint",
+            )
+            .bind(group)
+            .bind(member)
+            .bind(until)
+            .bind(now)
+            .bind(want - leases.len() as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?;
+            leases.extend(lease_rows(&taken)?);
+            leases.sort_by_key(|l| l.partition);
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(leases)
+    }
+
+    async fn commit(&self, group: &str, member: &str, checkpoints: &[Lease]) -> Result<Vec<u32>> {
+        let fail = |e| unavailable("committing group checkpoints", e);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(fail)?;
+        let now = now_ms();
+        let mut lost = Vec::new();
+        for lease in checkpoints {
+            let done = sqlx::query(
+                "UPDATE event_bus_group_partitions SET checkpoint = max(checkpoint, ?4)
+                 WHERE group_name = ?1 AND partition = ?2 AND owner = ?3 AND lease_until > ?5",
+            )
+            .bind(group)
+            .bind(i64::from(lease.partition))
+            .bind(member)
+            .bind(lease.checkpoint as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+            if done.rows_affected() == 0 {
+                lost.push(lease.partition);
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(lost)
+    }
+
+    async fn leave(&self, group: &str, member: &str) -> Result<()> {
+        let fail = |e| unavailable("leaving the consumer group", e);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(fail)?;
+        sqlx::query("DELETE FROM event_bus_group_members WHERE group_name = ? AND member = ?")
+            .bind(group)
+            .bind(member)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        sqlx::query(
+            "UPDATE event_bus_group_partitions SET owner = NULL, lease_until = NULL
+             WHERE group_name = ? AND owner = ?",
+        )
+        .bind(group)
+        .bind(member)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(())
+    }
+
+    async fn add_dead_letter(
+        &self,
+        group: &str,
+        event: &SharedEvent,
+        attempts: u32,
+        error: &str,
+    ) -> Result<u64> {
+        let now = format_timestamp(&Utc::now());
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO event_bus_dead_letters
+               (group_name, position, event, attempts, error, status, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'dead', ?6, ?6) RETURNING id",
+        )
+        .bind(group)
+        .bind(event.position as i64)
+        .bind(event.json())
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unavailable("recording a dead letter", e))?;
+        Ok(id as u64)
+    }
+
+    async fn dead_letters(
+        &self,
+        group: Option<&str>,
+        status: Option<DeadLetterStatus>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM event_bus_dead_letters
+             WHERE (?1 IS NULL OR group_name = ?1) AND (?2 IS NULL OR status = ?2)
+             ORDER BY id DESC LIMIT ?3"
+        )))
+        .bind(group)
+        .bind(status.map(DeadLetterStatus::as_str))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("reading dead letters", e))?;
+        rows.iter().map(dead_letter_row).collect()
+    }
+
+    async fn retry_dead_letter(&self, id: u64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE event_bus_dead_letters
+             SET status = CASE WHEN status = 'resolved' THEN status ELSE 'retrying' END,
+                 owner = NULL, lease_until = NULL, updated_at = ?2
+             WHERE id = ?1",
+        )
+        .bind(id as i64)
+        .bind(format_timestamp(&Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unavailable("retrying a dead letter", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_retries(
+        &self,
+        group: &str,
+        member: &str,
+        lease: Duration,
+    ) -> Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE event_bus_dead_letters SET owner = ?2, lease_until = ?3
+             WHERE id IN (SELECT id FROM event_bus_dead_letters
+                          WHERE group_name = ?1 AND status = 'retrying'
+                            AND (owner IS NULL OR lease_until <= ?4)
+                          ORDER BY id LIMIT 100)
+             RETURNING {DEAD_LETTER_COLUMNS}"
+        )))
+        .bind(group)
+        .bind(member)
+        .bind(until(lease))
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("claiming dead letters to retry", e))?;
+        let mut letters = rows
+            .iter()
+            .map(dead_letter_row)
+            .collect::<Result<Vec<_>>>()?;
+        letters.sort_by_key(|d| d.id);
+        Ok(letters)
+    }
+
+    async fn settle_retry(
+        &self,
+        id: u64,
+        delivered: bool,
+        attempts: u32,
+        error: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE event_bus_dead_letters
+             SET status = CASE WHEN ?2 THEN 'resolved' ELSE 'dead' END,
+                 attempts = attempts + ?3,
+                 error = CASE WHEN ?2 THEN error ELSE ?4 END,
+                 owner = NULL, lease_until = NULL, updated_at = ?5
+             WHERE id = ?1",
+        )
+        .bind(id as i64)
+        .bind(delivered)
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(format_timestamp(&Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unavailable("settling a dead-letter retry", e))?;
+        Ok(())
+    }
+}
