@@ -464,7 +464,7 @@ impl EventBus {
             metrics: inner.metrics.clone(),
             poll_interval: inner.config.delivery.poll_interval,
         };
-        let task = inner.runtime.spawn(member.run().instrument(span));
+        let task = inner.runtime.spawn(Arc::new(member).run().instrument(span));
         let mut members = inner.members.lock().unwrap_or_else(|p| p.into_inner());
         members.retain(|m| !m.task.is_finished());
         members.push(RunningMember {

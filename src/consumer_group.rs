@@ -3,13 +3,14 @@
 //! read the log from each partition's checkpoint, so every event is handled by one member, in
 //! order per partition, at least once. A failing event is retried with backoff, then dead-lettered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn, Instrument};
 
 use crate::error::{EventBusError, Result};
 use crate::event::SharedEvent;
@@ -247,33 +248,18 @@ impl Member {
         }
     }
 
-    /// Runs until stopped; then commits, gives its partitions back and returns.
-    pub async fn run(self) {
+    /// Runs until stopped; then gives its partitions back and returns.
+    pub async fn run(self: Arc<Self>) {
         let groups = self.store.groups();
         let name = self.options.name.clone();
-        let start = match self.start_position().await {
-            Some(s) => s,
-            None => return,
+        let Some(partitions) = self.join().await else {
+            return;
         };
-        let mut created = false;
-        while !created && !self.stopping() {
-            match groups
-                .ensure_group(&name, self.options.partitions, start)
-                .await
-            {
-                Ok(n) => {
-                    created = true;
-                    info!(group = %name, member = %self.id, partitions = n, "joined consumer group");
-                }
-                Err(e) => {
-                    warn!(group = %name, error = %e, "joining the consumer group failed; retrying");
-                    self.pause(Duration::from_secs(1)).await;
-                }
-            }
-        }
         let renew_every = self.options.lease / 3;
         let mut owned: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut partitions = self.options.partitions;
+        // Partitions whose failed event is being retried (in its own task): their later events
+        // wait, the member's other partitions go on.
+        let mut parked: HashMap<u32, JoinHandle<Option<u64>>> = HashMap::new();
         let mut next_claim = tokio::time::Instant::now();
         while !self.stopping() {
             if tokio::time::Instant::now() >= next_claim {
@@ -285,9 +271,6 @@ impl Member {
                         if before != owned.keys().copied().collect::<Vec<_>>() {
                             debug!(group = %name, member = %self.id, partitions = ?owned.keys().collect::<Vec<_>>(), "partitions assigned");
                         }
-                        if let Ok(n) = groups.ensure_group(&name, partitions, start).await {
-                            partitions = n;
-                        }
                         self.retry_dead_letters().await;
                     }
                     Err(e) => {
@@ -298,11 +281,22 @@ impl Member {
                     }
                 }
             }
-            if owned.is_empty() {
+            if let Err(e) = self.unpark(&mut parked, &mut owned).await {
+                warn!(group = %name, error = %e, "committing retried events failed; retrying");
+            }
+            let active: BTreeMap<u32, u64> = owned
+                .iter()
+                .filter(|(p, _)| !parked.contains_key(p))
+                .map(|(&p, &cp)| (p, cp))
+                .collect();
+            if active.is_empty() {
                 self.pause(next_claim - tokio::time::Instant::now()).await;
                 continue;
             }
-            match self.round(&mut owned, partitions).await {
+            match self
+                .round(&active, &mut owned, &mut parked, partitions)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
                     let wait = (next_claim - tokio::time::Instant::now()).min(self.poll_interval);
@@ -314,9 +308,79 @@ impl Member {
                 }
             }
         }
+        for (_, task) in parked.drain() {
+            let _ = task.await;
+        }
         if let Err(e) = groups.leave(&name, &self.id).await {
             warn!(group = %name, error = %e, "leaving the consumer group failed; its leases will expire");
         }
+    }
+
+    /// Creates the group unless it exists; returns its partition count (None if stopped first).
+    async fn join(&self) -> Option<u32> {
+        let start = self.start_position().await?;
+        while !self.stopping() {
+            match self
+                .store
+                .groups()
+                .ensure_group(&self.options.name, self.options.partitions, start)
+                .await
+            {
+                Ok(n) => {
+                    info!(group = %self.options.name, member = %self.id, partitions = n, "joined consumer group");
+                    return Some(n);
+                }
+                Err(e) => {
+                    warn!(group = %self.options.name, error = %e, "joining the consumer group failed; retrying");
+                    self.pause(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes back partitions whose retried event is settled, and commits their checkpoints.
+    async fn unpark(
+        &self,
+        parked: &mut HashMap<u32, JoinHandle<Option<u64>>>,
+        owned: &mut BTreeMap<u32, u64>,
+    ) -> Result<()> {
+        let settled: Vec<u32> = parked
+            .iter()
+            .filter(|(_, task)| task.is_finished())
+            .map(|(&p, _)| p)
+            .collect();
+        let mut checkpoints = Vec::new();
+        for p in settled {
+            let Some(task) = parked.remove(&p) else {
+                continue;
+            };
+            if let (Ok(Some(reached)), Some(cp)) = (task.await, owned.get_mut(&p)) {
+                *cp = (*cp).max(reached);
+                checkpoints.push(Lease {
+                    partition: p,
+                    checkpoint: *cp,
+                });
+            }
+        }
+        self.commit(&checkpoints, owned).await
+    }
+
+    /// Commits checkpoints; drops partitions another member has taken over meanwhile.
+    async fn commit(&self, checkpoints: &[Lease], owned: &mut BTreeMap<u32, u64>) -> Result<()> {
+        if checkpoints.is_empty() {
+            return Ok(());
+        }
+        let lost = self
+            .store
+            .groups()
+            .commit(&self.options.name, &self.id, checkpoints)
+            .await?;
+        for p in lost {
+            debug!(group = %self.options.name, partition = p, "partition taken over by another member");
+            owned.remove(&p);
+        }
+        Ok(())
     }
 
     async fn start_position(&self) -> Option<u64> {
@@ -353,10 +417,16 @@ impl Member {
             .map_or(0, |e| e.position))
     }
 
-    /// Reads one page after the lowest checkpoint held and handles it. Returns whether the page
-    /// was full (more may be waiting).
-    async fn round(&self, owned: &mut BTreeMap<u32, u64>, partitions: u32) -> Result<bool> {
-        let Some(&from) = owned.values().min() else {
+    /// Reads one page after the lowest checkpoint of the `active` partitions and handles it.
+    /// Returns whether the page was full (more may be waiting).
+    async fn round(
+        self: &Arc<Self>,
+        active: &BTreeMap<u32, u64>,
+        owned: &mut BTreeMap<u32, u64>,
+        parked: &mut HashMap<u32, JoinHandle<Option<u64>>>,
+        partitions: u32,
+    ) -> Result<bool> {
+        let Some(&from) = active.values().min() else {
             return Ok(false);
         };
         let query = Query {
@@ -379,7 +449,7 @@ impl Member {
                 continue;
             }
             let p = partition_of(&event, self.options.partition_by, partitions);
-            if owned.get(&p).is_some_and(|&cp| event.position > cp) {
+            if active.get(&p).is_some_and(|&cp| event.position > cp) {
                 work.entry(p).or_default().push(event);
             }
         }
@@ -389,9 +459,22 @@ impl Member {
                 .map(|(p, events)| async move { (p, self.handle_partition(&events).await) }),
         )
         .await;
-        let mut done: BTreeMap<u32, u64> = owned.keys().map(|&p| (p, last)).collect();
-        for (p, reached) in results {
-            done.insert(p, reached);
+        // Every active partition finished the page, except where an event failed or it stopped.
+        let mut done: BTreeMap<u32, u64> = active.keys().map(|&p| (p, last)).collect();
+        for (p, outcome) in results {
+            done.insert(p, outcome.reached);
+            if let Some((event, message)) = outcome.failed {
+                let member = self.clone();
+                let task = tokio::spawn(
+                    async move {
+                        let settled = member.settle_failure(event, message).await;
+                        member.wake.notify_one();
+                        settled
+                    }
+                    .in_current_span(),
+                );
+                parked.insert(p, task);
+            }
         }
         let checkpoints: Vec<Lease> = done
             .iter()
@@ -404,73 +487,76 @@ impl Member {
         for lease in &checkpoints {
             owned.insert(lease.partition, lease.checkpoint);
         }
-        if !checkpoints.is_empty() {
-            let lost = self
-                .store
-                .groups()
-                .commit(&self.options.name, &self.id, &checkpoints)
-                .await?;
-            for p in lost {
-                debug!(group = %self.options.name, partition = p, "partition taken over by another member");
-                owned.remove(&p);
-            }
-        }
+        self.commit(&checkpoints, owned).await?;
         Ok(full)
     }
 
-    /// Handles a partition's events in order; returns the last position finished (handled or
-    /// dead-lettered). Stops early when the member stops: the rest stays for the next owner.
-    async fn handle_partition(&self, events: &[SharedEvent]) -> u64 {
-        let mut reached = 0;
-        let mut i = 0;
-        while i < events.len() && !self.stopping() {
-            let batch = &events[i..];
-            let failures = self.sink.deliver(batch).await;
-            let Some(failure) = first_failure(batch, &failures) else {
-                Metrics::add(&self.metrics.delivered, batch.len() as u64);
-                Metrics::add(&self.metrics.delivery_batches, 1);
-                return batch.last().map_or(reached, |e| e.position);
-            };
-            let (index, message) = failure;
-            Metrics::add(&self.metrics.delivered, index as u64);
-            Metrics::add(&self.metrics.handler_errors, 1);
-            if index > 0 {
-                reached = batch[index - 1].position;
-            }
-            let event = &batch[index];
-            match self.retry(event, 1, message).await {
-                Retried::Delivered => {}
-                Retried::GaveUp { calls, error } => {
-                    match self
-                        .store
-                        .groups()
-                        .add_dead_letter(&self.options.name, event, calls, &error)
-                        .await
-                    {
-                        Ok(id) => {
-                            Metrics::add(&self.metrics.dead_lettered, 1);
-                            warn!(group = %self.options.name, position = event.position, attempts = calls, dead_letter = id, error = %error, "event dead-lettered");
-                        }
-                        // Not recorded: keep the checkpoint before it so it is delivered again.
-                        Err(e) => {
-                            warn!(error = %e, "recording a dead letter failed");
-                            return reached;
-                        }
-                    }
-                }
-                Retried::Stopped => return reached,
-            }
-            reached = event.position;
-            i += index + 1;
+    /// Handles a partition's events in order, up to the first failure or until the member stops.
+    async fn handle_partition(&self, events: &[SharedEvent]) -> PartitionOutcome {
+        let mut outcome = PartitionOutcome {
+            reached: 0,
+            failed: None,
+        };
+        if self.stopping() {
+            return outcome;
         }
-        reached
+        let failures = self.sink.deliver(events).await;
+        Metrics::add(&self.metrics.delivery_batches, 1);
+        match first_failure(events, &failures) {
+            None => {
+                Metrics::add(&self.metrics.delivered, events.len() as u64);
+                outcome.reached = events.last().map_or(0, |e| e.position);
+            }
+            Some((index, message)) => {
+                Metrics::add(&self.metrics.delivered, index as u64);
+                Metrics::add(&self.metrics.handler_errors, 1);
+                if index > 0 {
+                    outcome.reached = events[index - 1].position;
+                }
+                outcome.failed = Some((events[index].clone(), message));
+            }
+        }
+        outcome
+    }
+
+    /// Retries a failed event and dead-letters it when the attempts run out. Returns the
+    /// position its partition may move past, or None to deliver it again later.
+    async fn settle_failure(&self, event: SharedEvent, message: String) -> Option<u64> {
+        match self.retry(&event, 1, message).await {
+            Retried::Delivered { .. } => Some(event.position),
+            Retried::GaveUp { calls, error } => match self
+                .store
+                .groups()
+                .add_dead_letter(&self.options.name, &event, calls, &error)
+                .await
+            {
+                Ok(id) => {
+                    Metrics::add(&self.metrics.dead_lettered, 1);
+                    warn!(group = %self.options.name, position = event.position, attempts = calls, dead_letter = id, error = %error, "event dead-lettered");
+                    Some(event.position)
+                }
+                Err(e) => {
+                    warn!(error = %e, "recording a dead letter failed; the event will be delivered again");
+                    None
+                }
+            },
+            Retried::Stopped => None,
+        }
     }
 
     /// Calls the handler again for `event` (after `calls` failed calls) until it succeeds, the
     /// attempts run out, or the member stops.
     async fn retry(&self, event: &SharedEvent, mut calls: u32, mut error: String) -> Retried {
         while calls < self.options.max_attempts {
-            tokio::time::sleep(self.options.backoff.delay(calls)).await;
+            let wake_at = tokio::time::Instant::now() + self.options.backoff.delay(calls);
+            // Sleeps in short steps so that stopping the member does not wait out a long backoff.
+            while tokio::time::Instant::now() < wake_at {
+                if self.stopping() {
+                    return Retried::Stopped;
+                }
+                let step = wake_at - tokio::time::Instant::now();
+                tokio::time::sleep(step.min(Duration::from_millis(100))).await;
+            }
             if self.stopping() {
                 return Retried::Stopped;
             }
@@ -480,7 +566,7 @@ impl Member {
             match first_failure(std::slice::from_ref(event), &failures) {
                 None => {
                     Metrics::add(&self.metrics.delivered, 1);
-                    return Retried::Delivered;
+                    return Retried::Delivered { calls };
                 }
                 Some((_, message)) => {
                     Metrics::add(&self.metrics.handler_errors, 1);
@@ -516,7 +602,7 @@ impl Member {
                         Some((_, message)) => {
                             Metrics::add(&self.metrics.handler_errors, 1);
                             match self.retry(&event, 1, message).await {
-                                Retried::Delivered => (true, 2, String::new()),
+                                Retried::Delivered { calls } => (true, calls, String::new()),
                                 Retried::GaveUp { calls, error } => (false, calls, error),
                                 // Its claim expires and another member takes it.
                                 Retried::Stopped => return,
@@ -555,8 +641,15 @@ impl Member {
     }
 }
 
+struct PartitionOutcome {
+    /// Last position handled (0: none).
+    reached: u64,
+    /// The event that failed, and why; the partition waits for its retries.
+    failed: Option<(SharedEvent, String)>,
+}
+
 enum Retried {
-    Delivered,
+    Delivered { calls: u32 },
     GaveUp { calls: u32, error: String },
     Stopped,
 }

@@ -224,6 +224,53 @@ async fn failures_are_retried_then_dead_lettered_and_can_be_retried(store: &Test
     bus.close().await;
 }
 
+async fn a_retrying_partition_does_not_hold_back_the_others(store: &TestStore) {
+    let bus = store.open(r#"{"delivery":{"pollIntervalMs":50}}"#).await;
+    let log: Log = Arc::default();
+    let m = Member::new("m", &log);
+    join(
+        &bus,
+        r#"{"group":"sms","from":"beginning","partitions":16,"maxAttempts":2,"backoff":{"initialMs":500,"maxMs":500}}"#,
+        &m,
+    );
+    // Two projects in different partitions.
+    let key = |project: &str| {
+        let e = Arc::new(situs_event_bus::StoredEvent::new(
+            event(&format!(
+                r#"{{"type":"order.placed","projectId":"{project}","payload":{{}}}}"#
+            )),
+            1,
+        ));
+        situs_event_bus::consumer_group::partition_of(
+            &e,
+            situs_event_bus::consumer_group::PartitionKey::ProjectId,
+            16,
+        )
+    };
+    let other = (0..100)
+        .map(|i| format!("other-{i}"))
+        .find(|p| key(p) != key("slow"))
+        .expect("a project in another partition");
+    let flaky = publish(&bus, "slow", 1, r#","fail":1"#).await;
+    let after_flaky = publish(&bus, "slow", 2, "").await;
+    // The other partition's events arrive while the failed one waits for its retry.
+    until(|| m.calls(flaky) == 1).await;
+    let mut others = Vec::new();
+    for seq in 1..=5 {
+        others.push(publish(&bus, &other, seq, "").await);
+    }
+    until(|| handled(&log).contains(&after_flaky)).await;
+    let order = handled(&log);
+    let at = |p: u64| order.iter().position(|&x| x == p).expect("handled");
+    assert!(
+        others.iter().all(|&o| at(o) < at(flaky)),
+        "the other partition went on while the failed event waited for its retry: {order:?}"
+    );
+    assert!(at(flaky) < at(after_flaky), "its own partition waited");
+    assert_eq!(m.calls(flaky), 2);
+    bus.close().await;
+}
+
 async fn a_restarted_group_resumes_from_its_checkpoint(store: &TestStore) {
     let log: Log = Arc::default();
     let first = store.open("{}").await;
@@ -323,6 +370,7 @@ async fn a_silent_members_partitions_are_taken_over_after_its_lease(store: &Test
 conformance!(
     members_compete_and_keep_order_per_project,
     failures_are_retried_then_dead_lettered_and_can_be_retried,
+    a_retrying_partition_does_not_hold_back_the_others,
 );
 durable!(
     a_silent_members_partitions_are_taken_over_after_its_lease,
