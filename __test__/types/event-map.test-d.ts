@@ -66,8 +66,27 @@ function subscribing(): void {
   bus.subscribe('invoice.**', (e: BusEvent<'invoice.paid' | 'invoice.voided'>) => void e);
   // @ts-expect-error handler for invoice.paid cannot expect a voided payload
   bus.subscribe('invoice.paid', (e: BusEvent<'invoice.voided'>) => void e);
+  bus.subscribe('invoice.paid', (e) => void e.payload.amount, {
+    group: 'billing',
+    from: 'beginning',
+    maxAttempts: 3,
+    backoff: { initialMs: 100, maxMs: 5000, factor: 2 },
+    partitionBy: 'tenantId',
+  });
   // @ts-expect-error unknown subscribe option
-  bus.subscribe('a.b', () => {}, { group: 'billing-but-not-yet' });
+  bus.subscribe('a.b', () => {}, { groupName: 'billing' });
+  // @ts-expect-error partitionBy is one of the event's key fields
+  bus.subscribe('a.b', () => {}, { group: 'g', partitionBy: 'colour' });
+}
+
+async function deadLetters(): Promise<void> {
+  const dead = await bus.deadLetters({ group: 'billing', status: 'dead' });
+  const when: Date = dead[0].createdAt;
+  const status: 'dead' | 'retrying' | 'resolved' = dead[0].status;
+  void [when, status, dead[0].event.id];
+  await bus.retryDeadLetter(dead[0].id);
+  // @ts-expect-error unknown status
+  await bus.deadLetters({ status: 'lost' });
 }
 
 async function querying(): Promise<void> {
@@ -100,4 +119,4 @@ async function options(): Promise<void> {
   await EventBus.open({ enabled: 'yes' });
 }
 
-void [publishing, subscribing, querying, options];
+void [publishing, subscribing, deadLetters, querying, options];
