@@ -7,7 +7,7 @@ import { Client } from 'pg';
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** A PostgreSQL schema of its own for one test file; fails loudly when PostgreSQL is missing. */
-export async function postgresStore(): Promise<{ url: string; drop: () => Promise<void> }> {
+export async function postgresStore(): Promise<{ url: string; schema: string; drop: () => Promise<void> }> {
   const schema = `eb_jest_${randomUUID().replace(/-/g, '')}`;
   const client = new Client({ connectionString: TEST_DATABASE_URL });
   try {
@@ -23,6 +23,7 @@ export async function postgresStore(): Promise<{ url: string; drop: () => Promis
   const sep = TEST_DATABASE_URL.includes('?') ? '&' : '?';
   return {
     url: `${TEST_DATABASE_URL}${sep}options[search_path]=${schema}`,
+    schema,
     drop: async () => {
       const admin = new Client({ connectionString: TEST_DATABASE_URL });
       await admin.connect();

@@ -22,11 +22,18 @@ fn migrations(backend: Backend) -> Vec<Migration> {
                 include_str!("../../migrations/postgres/0001_events.sql"),
             ),
             (
+                2,
+                "publish_function",
+                include_str!("../../migrations/postgres/0002_publish_function.sql"),
+            ),
+            (
                 3,
                 "consumer groups",
                 include_str!("../../migrations/postgres/0003_consumer_groups.sql"),
             ),
         ],
+        // Each backend numbers its migrations on its own: SQLite has no stored functions, so the
+        // SQL-side publish (PostgreSQL migration 2) has no SQLite counterpart.
         Backend::Sqlite => &[
             (
                 1,
@@ -92,5 +99,25 @@ where
                 )))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL publish function must take the very lock the Rust appender takes.
+    #[test]
+    fn the_publish_function_takes_the_append_lock() {
+        let sql = migrations(Backend::Postgres)
+            .into_iter()
+            .find(|m| m.version == 2)
+            .expect("migration 2")
+            .sql;
+        let call = format!(
+            "pg_advisory_xact_lock({})",
+            crate::store::postgres::APPEND_LOCK
+        );
+        assert!(sql.as_ref().contains(&call), "{call} not in migration 2");
     }
 }

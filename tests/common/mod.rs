@@ -178,6 +178,14 @@ impl TestStore {
         matches!(self.cleanup, Cleanup::Schema { .. })
     }
 
+    /// The PostgreSQL schema of this store (None for memory and SQLite).
+    pub fn schema(&self) -> Option<&str> {
+        match &self.cleanup {
+            Cleanup::Schema { schema, .. } => Some(schema),
+            _ => None,
+        }
+    }
+
     /// The options JSON with this store's URL added.
     pub fn options(&self, options: &str) -> String {
         let mut value: serde_json::Value = serde_json::from_str(options).expect("options are JSON");
