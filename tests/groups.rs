@@ -367,6 +367,40 @@ async fn a_silent_members_partitions_are_taken_over_after_its_lease(store: &Test
     bus.close().await;
 }
 
+async fn an_event_published_from_an_app_transaction_reaches_the_group(store: &TestStore) {
+    let bus = store.open(r#"{"delivery":{"pollIntervalMs":50}}"#).await;
+    let log: Log = Arc::default();
+    join(
+        &bus,
+        &format!(r#"{{"group":"outbox","from":"beginning",{FAST}}}"#),
+        &Member::new("m", &log),
+    );
+    let pool = sqlx::PgPool::connect(&store.url).await.expect("app pool");
+    let publish_sql = "SELECT event_bus_publish('order.placed', $1::jsonb, 'p')";
+    let mut rolled_back = pool.begin().await.expect("begin");
+    let never: i64 = sqlx::query_scalar(publish_sql)
+        .bind(r#"{"seq":1}"#)
+        .fetch_one(&mut *rolled_back)
+        .await
+        .expect("sql publish");
+    rolled_back.rollback().await.expect("rollback");
+    let mut committed = pool.begin().await.expect("begin");
+    let once: i64 = sqlx::query_scalar(publish_sql)
+        .bind(r#"{"seq":2}"#)
+        .fetch_one(&mut *committed)
+        .await
+        .expect("sql publish");
+    committed.commit().await.expect("commit");
+    let after = publish(&bus, "p", 3, "").await;
+    until(|| handled(&log).contains(&after)).await;
+    assert_eq!(handled(&log), vec![once as u64, after]);
+    assert!(!handled(&log).contains(&(never as u64)));
+    pool.close().await;
+    bus.close().await;
+}
+
+store_tests!(postgres in postgres_outbox: an_event_published_from_an_app_transaction_reaches_the_group);
+
 conformance!(
     members_compete_and_keep_order_per_project,
     failures_are_retried_then_dead_lettered_and_can_be_retried,
