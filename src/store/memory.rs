@@ -9,6 +9,7 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::groups::{GroupStore, MemoryGroups};
+use super::webhooks::WebhookStore;
 use super::{duplicate_error, existing, Appended, Store};
 use crate::error::Result;
 use crate::event::{Event, SharedEvent, StoredEvent};
@@ -71,6 +72,10 @@ impl State {
 impl Store for MemoryStore {
     fn groups(&self) -> &dyn GroupStore {
         &self.groups
+    }
+
+    fn webhooks(&self) -> &dyn WebhookStore {
+        self
     }
 
     async fn append(&self, requests: Vec<Vec<Event>>) -> Vec<Result<Vec<Appended>>> {
@@ -162,5 +167,60 @@ impl Store for MemoryStore {
             !purge
         });
         Ok(removed as u64)
+    }
+}
+
+// NOT YET IMPLEMENTED: being written; every call fails until then.
+#[async_trait]
+impl WebhookStore for MemoryStore {
+    async fn insert_endpoint(
+        &self,
+        _e: &super::webhooks::NewEndpoint,
+    ) -> Result<super::webhooks::Endpoint> {
+        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+    }
+    async fn endpoints(&self, _t: Option<&str>) -> Result<Vec<super::webhooks::Endpoint>> {
+        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+    }
+    async fn endpoint(&self, _id: Uuid) -> Result<Option<super::webhooks::Endpoint>> {
+        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+    }
+    async fn update_endpoint(
+        &self,
+        _id: Uuid,
+        _p: &super::webhooks::EndpointPatch,
+    ) -> Result<Option<super::webhooks::Endpoint>> {
+        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+    }
+    async fn remove_endpoint(&self, _id: Uuid) -> Result<bool> {
+        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+    }
+    async fn claim_due(
+        &self,
+        _limit: usize,
+        _lease: std::time::Duration,
+    ) -> Result<Vec<super::webhooks::DueDelivery>> {
+        Ok(Vec::new())
+    }
+    async fn record(
+        &self,
+        _o: &[super::webhooks::Outcome],
+        _d: u32,
+    ) -> Result<Vec<super::webhooks::Disabled>> {
+        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+    }
+    async fn deliveries(
+        &self,
+        _e: Option<Uuid>,
+        _s: Option<super::webhooks::DeliveryStatus>,
+        _l: usize,
+    ) -> Result<Vec<super::webhooks::Delivery>> {
+        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+    }
+    async fn replay(&self, _d: u64) -> Result<bool> {
+        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+    }
+    async fn replay_failed(&self, _e: Uuid, _s: Option<DateTime<Utc>>) -> Result<u64> {
+        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
     }
 }

@@ -31,6 +31,11 @@ fn migrations(backend: Backend) -> Vec<Migration> {
                 "consumer groups",
                 include_str!("../../migrations/postgres/0003_consumer_groups.sql"),
             ),
+            (
+                4,
+                "webhooks",
+                include_str!("../../migrations/postgres/0004_webhooks.sql"),
+            ),
         ],
         // Each backend numbers its migrations on its own: SQLite has no stored functions, so the
         // SQL-side publish (PostgreSQL migration 2) has no SQLite counterpart.
@@ -44,6 +49,11 @@ fn migrations(backend: Backend) -> Vec<Migration> {
                 2,
                 "consumer groups",
                 include_str!("../../migrations/sqlite/0002_consumer_groups.sql"),
+            ),
+            (
+                3,
+                "webhooks",
+                include_str!("../../migrations/sqlite/0003_webhooks.sql"),
             ),
         ],
     };

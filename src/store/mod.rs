@@ -6,9 +6,12 @@ pub mod memory;
 mod migrate;
 pub mod postgres;
 mod postgres_groups;
+mod postgres_webhooks;
 mod sql;
 pub mod sqlite;
 mod sqlite_groups;
+mod sqlite_webhooks;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +23,7 @@ use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
 use crate::query::Query;
 use groups::GroupStore;
+use webhooks::WebhookStore;
 
 /// Rows moved or deleted per statement by archiving and retention: small enough that no
 /// statement holds locks for long.
@@ -77,6 +81,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Consumer-group state kept beside this log.
     fn groups(&self) -> &dyn GroupStore;
+
+    /// Webhook endpoints and the delivery outbox kept beside this log.
+    fn webhooks(&self) -> &dyn WebhookStore;
 
     async fn close(&self) {}
 }

@@ -57,7 +57,7 @@ pub(crate) fn raw_json(text: String, column: &str) -> Result<Box<RawValue>> {
     RawValue::from_string(text).map_err(|e| decode(&format!("stored {column} is not JSON"), e))
 }
 
-fn row_event(row: &PgRow) -> Result<SharedEvent> {
+pub(super) fn row_event(row: &PgRow) -> Result<SharedEvent> {
     let get = |e: sqlx::Error| decode("reading an event row", e);
     let position: i64 = row.try_get("position").map_err(get)?;
     let metadata: Option<String> = row.try_get("metadata").map_err(get)?;
@@ -568,6 +568,10 @@ impl Store for PostgresStore {
     }
 
     fn groups(&self) -> &dyn super::groups::GroupStore {
+        self
+    }
+
+    fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
         self
     }
 

@@ -368,6 +368,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
+        self
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -1,0 +1,430 @@
+//! Webhook state on PostgreSQL (migrations/postgres/0004_webhooks.sql). Delivery rows are written
+//! by the outbox trigger in each appending transaction; this claims, records and lists them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::postgres::{row_event, PostgresStore};
+use super::unavailable;
+use super::webhooks::{
+    Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch, NewEndpoint,
+    Next, Outcome, WebhookStore,
+};
+use crate::error::{EventBusError, Result};
+
+const ENDPOINT_COLUMNS: &str = "id, url, events, tenant_id, project_id, description, secret, \
+     previous_secret, previous_secret_until, enabled, disabled_reason, consecutive_failures, \
+     created_at, updated_at";
+
+fn endpoint_row(row: &PgRow) -> Result<Endpoint> {
+    let fail = |e| unavailable("reading a webhook endpoint", e);
+    let failures: i32 = row.try_get("consecutive_failures").map_err(fail)?;
+    Ok(Endpoint {
+        id: row.try_get("id").map_err(fail)?,
+        url: row.try_get("url").map_err(fail)?,
+        events: row.try_get("events").map_err(fail)?,
+        tenant_id: row.try_get("tenant_id").map_err(fail)?,
+        project_id: row.try_get("project_id").map_err(fail)?,
+        description: row.try_get("description").map_err(fail)?,
+        secret: row.try_get("secret").map_err(fail)?,
+        previous_secret: row.try_get("previous_secret").map_err(fail)?,
+        previous_secret_until: row.try_get("previous_secret_until").map_err(fail)?,
+        enabled: row.try_get("enabled").map_err(fail)?,
+        disabled_reason: row.try_get("disabled_reason").map_err(fail)?,
+        consecutive_failures: failures.max(0) as u32,
+        created_at: row.try_get("created_at").map_err(fail)?,
+        updated_at: row.try_get("updated_at").map_err(fail)?,
+    })
+}
+
+fn attempt_row(row: &PgRow) -> Result<(u64, Attempt)> {
+    let fail = |e| unavailable("reading webhook attempts", e);
+    let delivery: i64 = row.try_get("delivery_id").map_err(fail)?;
+    let attempt: i32 = row.try_get("attempt").map_err(fail)?;
+    let status: Option<i32> = row.try_get("status_code").map_err(fail)?;
+    let latency: i32 = row.try_get("latency_ms").map_err(fail)?;
+    Ok((
+        delivery as u64,
+        Attempt {
+            attempt: attempt.max(0) as u32,
+            at: row.try_get("at").map_err(fail)?,
+            status_code: status.and_then(|s| u16::try_from(s).ok()),
+            error: row.try_get("error").map_err(fail)?,
+            latency_ms: latency.max(0) as u32,
+            response_body: row.try_get("response_body").map_err(fail)?,
+        },
+    ))
+}
+
+fn delivery_row(row: &PgRow) -> Result<Delivery> {
+    let fail = |e| unavailable("reading webhook deliveries", e);
+    let id: i64 = row.try_get("id").map_err(fail)?;
+    let position: i64 = row.try_get("position").map_err(fail)?;
+    let attempts: i32 = row.try_get("attempts").map_err(fail)?;
+    let status: String = row.try_get("status").map_err(fail)?;
+    let last_status: Option<i32> = row.try_get("last_status").map_err(fail)?;
+    let status = DeliveryStatus::parse(&status).ok_or_else(|| {
+        EventBusError::StoreUnavailable(format!("unknown delivery status {status:?}"))
+    })?;
+    let next: DateTime<Utc> = row.try_get("next_attempt_at").map_err(fail)?;
+    Ok(Delivery {
+        id: id as u64,
+        endpoint_id: row.try_get("endpoint_id").map_err(fail)?,
+        position: position as u64,
+        status,
+        attempts: attempts.max(0) as u32,
+        next_attempt_at: matches!(status, DeliveryStatus::Pending | DeliveryStatus::Retrying)
+            .then_some(next),
+        last_status: last_status.and_then(|s| u16::try_from(s).ok()),
+        last_error: row.try_get("last_error").map_err(fail)?,
+        created_at: row.try_get("created_at").map_err(fail)?,
+        updated_at: row.try_get("updated_at").map_err(fail)?,
+        attempt_log: Vec::new(),
+    })
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl WebhookStore for PostgresStore {
+    async fn insert_endpoint(&self, e: &NewEndpoint) -> Result<Endpoint> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO event_bus_webhook_endpoints
+               (id, url, events, type_regex, tenant_id, project_id, description, secret)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING {ENDPOINT_COLUMNS}"
+        )))
+        .bind(e.id)
+        .bind(&e.url)
+        .bind(&e.events)
+        .bind(&e.type_regex)
+        .bind(&e.tenant_id)
+        .bind(&e.project_id)
+        .bind(&e.description)
+        .bind(&e.secret)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unavailable("registering a webhook endpoint", e))?;
+        endpoint_row(&row)
+    }
+
+    async fn endpoints(&self, tenant_id: Option<&str>) -> Result<Vec<Endpoint>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM event_bus_webhook_endpoints
+             WHERE $1::text IS NULL OR tenant_id = $1 ORDER BY created_at, id"
+        )))
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("listing webhook endpoints", e))?;
+        rows.iter().map(endpoint_row).collect()
+    }
+
+    async fn endpoint(&self, id: Uuid) -> Result<Option<Endpoint>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM event_bus_webhook_endpoints WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| unavailable("reading a webhook endpoint", e))?;
+        row.as_ref().map(endpoint_row).transpose()
+    }
+
+    async fn update_endpoint(&self, id: Uuid, patch: &EndpointPatch) -> Result<Option<Endpoint>> {
+        let (events, regex) = match &patch.events {
+            Some((events, regex)) => (Some(events), Some(regex)),
+            None => (None, None),
+        };
+        let (new_secret, previous_until) = match &patch.rotate {
+            Some((secret, until)) => (Some(secret), Some(*until)),
+            None => (None, None),
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE event_bus_webhook_endpoints SET
+               url = COALESCE($2, url),
+               events = COALESCE($3, events),
+               type_regex = COALESCE($4, type_regex),
+               enabled = COALESCE($5, enabled),
+               disabled_reason = CASE WHEN $5 THEN NULL WHEN $5 = false THEN 'disabled by update' ELSE disabled_reason END,
+               consecutive_failures = CASE WHEN $5 THEN 0 ELSE consecutive_failures END,
+               description = CASE WHEN $6 THEN $7 ELSE description END,
+               previous_secret = CASE WHEN $8::text IS NULL THEN previous_secret ELSE secret END,
+               previous_secret_until = CASE WHEN $8::text IS NULL THEN previous_secret_until ELSE $9 END,
+               secret = COALESCE($8, secret),
+               updated_at = now()
+             WHERE id = $1
+             RETURNING {ENDPOINT_COLUMNS}"
+        )))
+        .bind(id)
+        .bind(&patch.url)
+        .bind(events)
+        .bind(regex)
+        .bind(patch.enabled)
+        .bind(patch.description.is_some())
+        .bind(patch.description.clone().flatten())
+        .bind(new_secret)
+        .bind(previous_until)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| unavailable("updating a webhook endpoint", e))?;
+        row.as_ref().map(endpoint_row).transpose()
+    }
+
+    async fn remove_endpoint(&self, id: Uuid) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM event_bus_webhook_endpoints WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unavailable("removing a webhook endpoint", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<DueDelivery>> {
+        // The event comes from the log, or from the archive if it moved there meanwhile.
+        let rows = sqlx::query(
+            r#"WITH due AS (
+                 UPDATE event_bus_webhook_deliveries d
+                 SET lease_until = now() + $2 * interval '1 millisecond'
+                 FROM (SELECT d2.id FROM event_bus_webhook_deliveries d2
+                       JOIN event_bus_webhook_endpoints w ON w.id = d2.endpoint_id AND w.enabled
+                       WHERE d2.status IN ('pending', 'retrying') AND d2.next_attempt_at <= now()
+                         AND (d2.lease_until IS NULL OR d2.lease_until <= now())
+                       ORDER BY d2.next_attempt_at, d2.id LIMIT $1
+                       FOR UPDATE OF d2 SKIP LOCKED) AS claimed
+                 WHERE d.id = claimed.id
+                 RETURNING d.id AS delivery_id, d.attempts, d.endpoint_id, d.position AS event_position)
+               SELECT due.delivery_id, due.attempts, due.endpoint_id, w.url, w.secret,
+                      CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret,
+                      e.position, e.id, e.type, e.payload::text AS payload, e."timestamp", e.project_id,
+                      e.tenant_id, e.user_id, e.metadata::text AS metadata
+               FROM due
+               JOIN event_bus_webhook_endpoints w ON w.id = due.endpoint_id
+               JOIN (SELECT position, id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata
+                       FROM event_bus_events
+                     UNION ALL
+                     SELECT position, id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata
+                       FROM event_bus_events_archive) e ON e.position = due.event_position
+               ORDER BY due.delivery_id"#,
+        )
+        .bind(limit as i64)
+        .bind(millis(lease))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("claiming webhook deliveries", e))?;
+        let fail = |e| unavailable("reading claimed webhook deliveries", e);
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get("delivery_id").map_err(fail)?;
+                let attempts: i32 = row.try_get("attempts").map_err(fail)?;
+                let secret: String = row.try_get("secret").map_err(fail)?;
+                let previous: Option<String> = row.try_get("previous_secret").map_err(fail)?;
+                Ok(DueDelivery {
+                    id: id as u64,
+                    attempts: attempts.max(0) as u32,
+                    endpoint_id: row.try_get("endpoint_id").map_err(fail)?,
+                    url: row.try_get("url").map_err(fail)?,
+                    secrets: std::iter::once(secret).chain(previous).collect(),
+                    event: row_event(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record(&self, outcomes: &[Outcome], disable_after: u32) -> Result<Vec<Disabled>> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fail = |e| unavailable("recording webhook attempts", e);
+        let mut ids = Vec::with_capacity(outcomes.len());
+        let mut numbers = Vec::with_capacity(outcomes.len());
+        let mut ats = Vec::with_capacity(outcomes.len());
+        let mut codes: Vec<Option<i32>> = Vec::with_capacity(outcomes.len());
+        let mut errors = Vec::with_capacity(outcomes.len());
+        let mut latencies = Vec::with_capacity(outcomes.len());
+        let mut bodies = Vec::with_capacity(outcomes.len());
+        let mut statuses = Vec::with_capacity(outcomes.len());
+        let mut nexts: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            ids.push(o.delivery_id as i64);
+            numbers.push(o.attempt.attempt as i32);
+            ats.push(o.attempt.at);
+            codes.push(o.attempt.status_code.map(i32::from));
+            errors.push(o.attempt.error.clone());
+            latencies.push(o.attempt.latency_ms.min(i32::MAX as u32) as i32);
+            bodies.push(o.attempt.response_body.clone());
+            let (status, next) = match o.next {
+                Next::Delivered => ("delivered", None),
+                Next::RetryAt(at) => ("retrying", Some(at)),
+                Next::Dead | Next::Gone => ("dead", None),
+            };
+            statuses.push(status);
+            nexts.push(next);
+        }
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        sqlx::query(
+            "INSERT INTO event_bus_webhook_attempts
+               (delivery_id, attempt, at, status_code, error, latency_ms, response_body)
+             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[], $7::text[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&numbers)
+        .bind(&ats)
+        .bind(&codes)
+        .bind(&errors)
+        .bind(&latencies)
+        .bind(&bodies)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        sqlx::query(
+            "UPDATE event_bus_webhook_deliveries d SET
+               status = o.status, attempts = o.attempt, next_attempt_at = COALESCE(o.next, d.next_attempt_at),
+               lease_until = NULL, last_status = o.code, last_error = o.error, updated_at = now()
+             FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::text[])
+                  AS o(id, attempt, status, next, code, error)
+             WHERE d.id = o.id",
+        )
+        .bind(&ids)
+        .bind(&numbers)
+        .bind(&statuses)
+        .bind(&nexts)
+        .bind(&codes)
+        .bind(&errors)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        // Per endpoint: a delivered one resets the count; dead ones add to it.
+        let mut per_endpoint: HashMap<Uuid, (bool, i32, bool)> = HashMap::new();
+        for o in outcomes {
+            let entry = per_endpoint.entry(o.endpoint_id).or_default();
+            match o.next {
+                Next::Delivered => *entry = (true, 0, entry.2),
+                Next::Dead => entry.1 += 1,
+                Next::Gone => entry.2 = true,
+                Next::RetryAt(_) => {}
+            }
+        }
+        let mut disabled = Vec::new();
+        for (endpoint, (reset, dead, gone)) in per_endpoint {
+            if !reset && dead == 0 && !gone {
+                continue;
+            }
+            let was_enabled: Option<bool> = sqlx::query_scalar(
+                "SELECT enabled FROM event_bus_webhook_endpoints WHERE id = $1 FOR UPDATE",
+            )
+            .bind(endpoint)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
+            let now: Option<(bool, Option<String>)> = sqlx::query_as(
+                "UPDATE event_bus_webhook_endpoints SET
+                   consecutive_failures = CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END,
+                   enabled = enabled AND NOT $4
+                     AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) < $5,
+                   disabled_reason = CASE
+                     WHEN NOT enabled THEN disabled_reason
+                     WHEN $4 THEN 'the endpoint answered 410 Gone'
+                     WHEN (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) >= $5
+                       THEN $5 || ' deliveries in a row failed'
+                     ELSE disabled_reason END,
+                   updated_at = now()
+                 WHERE id = $1
+                 RETURNING enabled, disabled_reason",
+            )
+            .bind(endpoint)
+            .bind(reset)
+            .bind(dead)
+            .bind(gone)
+            .bind(disable_after as i32)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
+            if let (Some(true), Some((false, reason))) = (was_enabled, now) {
+                disabled.push(Disabled {
+                    endpoint_id: endpoint,
+                    reason: reason.unwrap_or_default(),
+                });
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(disabled)
+    }
+
+    async fn deliveries(
+        &self,
+        endpoint_id: Option<Uuid>,
+        status: Option<DeliveryStatus>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        let fail = |e| unavailable("listing webhook deliveries", e);
+        let rows = sqlx::query(
+            "SELECT id, endpoint_id, position, status, attempts, next_attempt_at, last_status,
+                    last_error, created_at, updated_at
+             FROM event_bus_webhook_deliveries
+             WHERE ($1::uuid IS NULL OR endpoint_id = $1) AND ($2::text IS NULL OR status = $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(endpoint_id)
+        .bind(status.map(DeliveryStatus::as_str))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        let mut deliveries = rows.iter().map(delivery_row).collect::<Result<Vec<_>>>()?;
+        let ids: Vec<i64> = deliveries.iter().map(|d| d.id as i64).collect();
+        let attempts = sqlx::query(
+            "SELECT delivery_id, attempt, at, status_code, error, latency_ms, response_body
+             FROM event_bus_webhook_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        let mut by_delivery: HashMap<u64, Vec<Attempt>> = HashMap::new();
+        for row in &attempts {
+            let (id, attempt) = attempt_row(row)?;
+            by_delivery.entry(id).or_default().push(attempt);
+        }
+        for d in &mut deliveries {
+            d.attempt_log = by_delivery.remove(&d.id).unwrap_or_default();
+        }
+        Ok(deliveries)
+    }
+
+    async fn replay(&self, delivery_id: u64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE event_bus_webhook_deliveries
+             SET status = 'pending', next_attempt_at = now(), lease_until = NULL, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(delivery_id as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unavailable("replaying a webhook delivery", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn replay_failed(&self, endpoint_id: Uuid, since: Option<DateTime<Utc>>) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE event_bus_webhook_deliveries
+             SET status = 'pending', next_attempt_at = now(), lease_until = NULL, updated_at = now()
+             WHERE endpoint_id = $1 AND status = 'dead' AND ($2::timestamptz IS NULL OR created_at >= $2)",
+        )
+        .bind(endpoint_id)
+        .bind(since)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unavailable("replaying failed webhook deliveries", e))?;
+        Ok(done.rows_affected())
+    }
+}
