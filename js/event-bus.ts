@@ -1,6 +1,7 @@
 import { EventBusError, messageOf, native, nativeSync } from './errors';
 import { binding, NativeBus } from './native';
 import { fromWire, publishFields, toJson } from './serialize';
+import { Webhooks } from './webhooks';
 import type {
   BusEvent,
   DeadLetter,
@@ -191,8 +192,12 @@ export class TenantEventBus extends EventBusHandle {
 }
 
 export class EventBus extends EventBusHandle {
+  /** Webhook endpoints and their deliveries. */
+  readonly webhooks: Webhooks;
+
   private constructor(nativeBus: NativeBus) {
     super(nativeBus, null);
+    this.webhooks = new Webhooks(nativeBus);
     track(nativeBus);
   }
 

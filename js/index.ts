@@ -1,5 +1,6 @@
 export { EventBus, EventBusHandle, TenantEventBus } from './event-bus';
 export { EventBusError } from './errors';
+export { Webhooks } from './webhooks';
 export type { EventBusErrorCode } from './errors';
 export { EventType } from './types';
 export type {
@@ -21,6 +22,12 @@ export type {
   PayloadOf,
   PublishedEvent,
   PublishInput,
+  RegisterWebhook,
   SubscribeOptions,
   Subscription,
+  UpdateWebhook,
+  WebhookAttempt,
+  WebhookDelivery,
+  WebhookDeliveryQuery,
+  WebhookEndpoint,
 } from './types';

@@ -231,13 +231,24 @@ export interface EventBusOptions {
   /** When false, publish validates but stores and delivers nothing (EVENT_BUS_ENABLED). */
   enabled?: boolean;
   webhook?: {
-    /** WEBHOOK_RETRY_ATTEMPTS, default 3. */
+    /** Attempts after the first (WEBHOOK_RETRY_ATTEMPTS, default 3). */
     retryAttempts?: number;
-    /** WEBHOOK_TIMEOUT, default 5000. */
+    /** Per request, connect to end of body (WEBHOOK_TIMEOUT, default 5000). */
     timeoutMs?: number;
+    /** Requests in flight across all endpoints (default 64). */
     concurrency?: number;
+    /** Requests in flight to one endpoint (default 8), so a slow one cannot starve the others. */
+    perEndpointConcurrency?: number;
+    /** Allow loopback, private, link-local… addresses (default false: refused after DNS resolution). */
     allowPrivateNetworks?: boolean;
+    /** Allow http:// endpoint URLs (default false: https only). */
     allowHttp?: boolean;
+    /** Delay before retry n: initialMs × factor^(n-1), capped at maxMs, ±20% jitter (5000, 3600000, 6). */
+    backoff?: { initialMs?: number; maxMs?: number; factor?: number };
+    /** Dead deliveries in a row that disable an endpoint (default 50). */
+    disableAfterFailures?: number;
+    /** How often idle workers look for due deliveries (default 1000). */
+    pollIntervalMs?: number;
   };
   sse?: {
     /** SSE_HEARTBEAT_INTERVAL, default 30000. */
@@ -287,4 +298,76 @@ export interface EventBusMetrics {
   /** Events consumer groups moved to their dead letters. */
   deadLettered: number;
   subscribers: number;
+}
+
+/** A registered webhook endpoint (its secret is shown only by `register` and on rotation). */
+export interface WebhookEndpoint {
+  id: string;
+  url: string;
+  events: string[];
+  tenantId: string | null;
+  projectId: string | null;
+  description: string | null;
+  enabled: boolean;
+  disabledReason: string | null;
+  /** Dead deliveries in a row. */
+  consecutiveFailures: number;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface RegisterWebhook {
+  /** https (http only with `webhook.allowHttp`); refused when it resolves to a private address. */
+  url: string;
+  /** Event type patterns (`*` one segment, `**` the rest). */
+  events: string[];
+  /** Only this tenant's events. */
+  tenantId?: string;
+  /** Only this project's events. */
+  projectId?: string;
+  /** `whsec_` + base64 of 24–64 bytes; generated (32 bytes) when omitted. */
+  secret?: string;
+  description?: string;
+}
+
+export interface UpdateWebhook {
+  url?: string;
+  events?: string[];
+  /** Re-enabling resets the failure count. */
+  enabled?: boolean;
+  description?: string | null;
+  /** New secret; the old one keeps signing too for 24 hours (two `v1,` signatures). */
+  rotateSecret?: boolean;
+}
+
+export interface WebhookAttempt {
+  attempt: number;
+  at: Date;
+  statusCode: number | null;
+  error: string | null;
+  latencyMs: number;
+  /** The first 1024 bytes of the response. */
+  responseBody: string | null;
+}
+
+export interface WebhookDelivery {
+  id: number;
+  endpointId: string;
+  /** The event's position. */
+  position: number;
+  status: 'pending' | 'retrying' | 'delivered' | 'dead';
+  attempts: number;
+  nextAttemptAt: Date | null;
+  lastStatus: number | null;
+  lastError: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  attemptLog: WebhookAttempt[];
+}
+
+export interface WebhookDeliveryQuery {
+  endpointId?: string;
+  status?: WebhookDelivery['status'];
+  /** At most 1000 (default 100). */
+  limit?: number;
 }

@@ -25,6 +25,7 @@ use crate::router::{Replay, Router, Sink, SubscriberFilter, Subscription};
 use crate::store::groups::{DeadLetter, DeadLetterStatus};
 use crate::store::{self, Store, StoreOptions, ARCHIVE_BATCH};
 use crate::tailer::Tailer;
+use crate::transport::webhook::{dispatcher, Webhooks};
 
 /// What a publish resolved with.
 #[derive(Debug, Clone)]
@@ -231,6 +232,8 @@ struct Inner {
     members: Mutex<Vec<RunningMember>>,
     /// Where background tasks run, also when called from outside the runtime (napi).
     runtime: tokio::runtime::Handle,
+    webhooks: Webhooks,
+    webhook_workers: OnceCell<dispatcher::Workers>,
     log_registration: Mutex<Option<Registration>>,
 }
 
@@ -291,8 +294,9 @@ impl EventBus {
             span.clone(),
         );
         let retention = spawn_retention(store.clone(), config.retention.clone(), span.clone());
+        let webhooks = Webhooks::new(store.clone(), config.webhook.clone());
         span.in_scope(|| tracing::info!(store = %config.store_url, enabled = config.enabled, "event bus opened"));
-        Ok(EventBus {
+        let bus = EventBus {
             inner: Arc::new(Inner {
                 config,
                 span,
@@ -308,9 +312,63 @@ impl EventBus {
                 retention: Mutex::new(retention),
                 members: Mutex::new(Vec::new()),
                 runtime: tokio::runtime::Handle::current(),
+                webhooks,
+                webhook_workers: OnceCell::new(),
                 log_registration: Mutex::new(log_registration),
             }),
-        })
+        };
+        bus.start_webhook_workers()?;
+        Ok(bus)
+    }
+
+    /// Starts the webhook workers; an endpoint they disable is announced on the bus as a
+    /// `webhook.endpoint_disabled` event.
+    fn start_webhook_workers(&self) -> Result<()> {
+        let inner = &self.inner;
+        let weak = Arc::downgrade(inner);
+        let on_disabled: dispatcher::OnDisabled = Arc::new(move |disabled| {
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            let bus = EventBus { inner };
+            let runtime = bus.inner.runtime.clone();
+            runtime.spawn(async move {
+                let endpoint = bus.inner.webhooks.get(disabled.endpoint_id).await.ok();
+                let event = serde_json::json!({
+                    "type": "webhook.endpoint_disabled",
+                    "payload": {
+                        "endpointId": disabled.endpoint_id,
+                        "url": endpoint.as_ref().map(|e| e.url.clone()),
+                        "reason": disabled.reason,
+                    },
+                    "tenantId": endpoint.as_ref().and_then(|e| e.tenant_id.clone()),
+                    "projectId": endpoint.as_ref().and_then(|e| e.project_id.clone()),
+                });
+                let published = match Event::from_json(&event.to_string()) {
+                    Ok(e) => bus.publish(e, &Scope::default()).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = published {
+                    tracing::warn!(error = %e, "publishing webhook.endpoint_disabled failed");
+                }
+            });
+        });
+        let workers = dispatcher::spawn(
+            inner.store.clone(),
+            inner.config.webhook.clone(),
+            inner.metrics.clone(),
+            on_disabled,
+            self.child_span(info_span!(parent: &inner.span, "webhooks")),
+        )?;
+        inner.router.observe(workers.waker());
+        let _ = inner.webhook_workers.set(workers);
+        Ok(())
+    }
+
+    /// Webhook endpoints and deliveries (CLOSED once the bus is closing).
+    pub fn webhooks(&self) -> Result<&Webhooks> {
+        self.inner.gate.check_open()?;
+        Ok(&self.inner.webhooks)
     }
 
     pub fn config(&self) -> &Config {
@@ -569,6 +627,9 @@ impl EventBus {
                     }
                     for m in members {
                         let _ = m.task.await;
+                    }
+                    if let Some(workers) = inner.webhook_workers.get() {
+                        workers.stop().await;
                     }
                     inner.batcher.shutdown().await;
                     if let Some(doorbell) = inner

@@ -71,11 +71,23 @@ pub struct RetentionConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
+    /// Attempts after the first one.
     pub retry_attempts: u32,
     pub timeout_ms: u64,
+    /// Requests in flight across all endpoints.
     pub concurrency: usize,
+    /// Requests in flight to one endpoint, so a slow one cannot take every worker.
+    pub per_endpoint_concurrency: usize,
     pub allow_private_networks: bool,
     pub allow_http: bool,
+    /// Delay before retry n: `initial × factor^(n-1)`, capped at `max`, ±20% jitter.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub backoff_factor: u32,
+    /// Dead deliveries in a row that disable an endpoint.
+    pub disable_after_failures: u32,
+    /// How often workers look for due deliveries when nothing woke them.
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,9 +133,15 @@ impl Default for Config {
             webhook: WebhookConfig {
                 retry_attempts: 3,
                 timeout_ms: 5000,
-                concurrency: 16,
+                concurrency: 64,
+                per_endpoint_concurrency: 8,
                 allow_private_networks: false,
                 allow_http: false,
+                backoff_initial: Duration::from_secs(5),
+                backoff_max: Duration::from_secs(3600),
+                backoff_factor: 6,
+                disable_after_failures: 50,
+                poll_interval: Duration::from_millis(1000),
             },
             sse: SseConfig {
                 heartbeat_interval_ms: 30_000,
@@ -209,8 +227,20 @@ struct WebhookOptions {
     retry_attempts: Option<u32>,
     timeout_ms: Option<u64>,
     concurrency: Option<usize>,
+    per_endpoint_concurrency: Option<usize>,
     allow_private_networks: Option<bool>,
     allow_http: Option<bool>,
+    backoff: Option<WebhookBackoffOptions>,
+    disable_after_failures: Option<u32>,
+    poll_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WebhookBackoffOptions {
+    initial_ms: Option<u64>,
+    max_ms: Option<u64>,
+    factor: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +324,12 @@ impl Config {
         let options: Options = parse_object(options_json, "options", "option ").map_err(invalid)?;
         let d = Config::default();
         let webhook = options.webhook.unwrap_or_default();
+        let webhook_backoff = webhook.backoff.as_ref();
+        let webhook_backoff = WebhookBackoffOptions {
+            initial_ms: webhook_backoff.and_then(|b| b.initial_ms),
+            max_ms: webhook_backoff.and_then(|b| b.max_ms),
+            factor: webhook_backoff.and_then(|b| b.factor),
+        };
         let batch = options.batch.unwrap_or_default();
         let validation = options.validation.unwrap_or_default();
         let store = options.store.unwrap_or_default();
@@ -375,8 +411,54 @@ impl Config {
                     4096,
                     "option webhook.concurrency",
                 )?,
+                per_endpoint_concurrency: in_range(
+                    webhook
+                        .per_endpoint_concurrency
+                        .unwrap_or(d.webhook.per_endpoint_concurrency),
+                    1,
+                    1024,
+                    "option webhook.perEndpointConcurrency",
+                )?,
                 allow_private_networks: webhook.allow_private_networks.unwrap_or(false),
                 allow_http: webhook.allow_http.unwrap_or(false),
+                backoff_initial: Duration::from_millis(in_range(
+                    webhook_backoff
+                        .initial_ms
+                        .unwrap_or(d.webhook.backoff_initial.as_millis() as u64),
+                    1,
+                    86_400_000,
+                    "option webhook.backoff.initialMs",
+                )?),
+                backoff_max: Duration::from_millis(in_range(
+                    webhook_backoff
+                        .max_ms
+                        .unwrap_or(d.webhook.backoff_max.as_millis() as u64),
+                    1,
+                    86_400_000,
+                    "option webhook.backoff.maxMs",
+                )?),
+                backoff_factor: in_range(
+                    webhook_backoff.factor.unwrap_or(d.webhook.backoff_factor),
+                    1,
+                    100,
+                    "option webhook.backoff.factor",
+                )?,
+                disable_after_failures: in_range(
+                    webhook
+                        .disable_after_failures
+                        .unwrap_or(d.webhook.disable_after_failures),
+                    1,
+                    1_000_000,
+                    "option webhook.disableAfterFailures",
+                )?,
+                poll_interval: Duration::from_millis(in_range(
+                    webhook
+                        .poll_interval_ms
+                        .unwrap_or(d.webhook.poll_interval.as_millis() as u64),
+                    10,
+                    3_600_000,
+                    "option webhook.pollIntervalMs",
+                )?),
             },
             sse: SseConfig {
                 heartbeat_interval_ms: match options.sse.and_then(|s| s.heartbeat_interval_ms) {

@@ -17,6 +17,7 @@ pub mod query;
 pub mod router;
 pub mod store;
 pub mod tailer;
+pub mod transport;
 
 #[cfg(feature = "napi")]
 mod napi;

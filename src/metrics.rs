@@ -15,6 +15,9 @@ pub struct Metrics {
     pub delivery_batches: AtomicU64,
     pub group_retries: AtomicU64,
     pub dead_lettered: AtomicU64,
+    pub webhooks_delivered: AtomicU64,
+    pub webhook_failures: AtomicU64,
+    pub webhooks_dead: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +41,12 @@ pub struct MetricsSnapshot {
     pub group_retries: u64,
     /// Events consumer groups gave up on (moved to their dead-letter table).
     pub dead_lettered: u64,
+    /// Webhook deliveries that got a 2xx.
+    pub webhooks_delivered: u64,
+    /// Webhook attempts that failed (each retry counts).
+    pub webhook_failures: u64,
+    /// Webhook deliveries given up on (after the last retry, or 410).
+    pub webhooks_dead: u64,
     pub subscribers: u64,
 }
 
@@ -58,6 +67,9 @@ impl Metrics {
             delivery_batches: get(&self.delivery_batches),
             group_retries: get(&self.group_retries),
             dead_lettered: get(&self.dead_lettered),
+            webhooks_delivered: get(&self.webhooks_delivered),
+            webhook_failures: get(&self.webhook_failures),
+            webhooks_dead: get(&self.webhooks_dead),
             subscribers,
         }
     }

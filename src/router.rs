@@ -121,6 +121,8 @@ pub struct Router {
     head: AtomicU64,
     /// Delivery tasks run here, also when `subscribe` is called from outside the runtime (napi).
     runtime: tokio::runtime::Handle,
+    /// Rung whenever committed events are routed (e.g. the webhook workers: deliveries may be due).
+    observers: RwLock<Vec<Arc<tokio::sync::Notify>>>,
 }
 
 /// Handle to one subscription. Dropping it does not unsubscribe (like an EventEmitter listener).
@@ -165,6 +167,7 @@ impl Router {
             pending: Arc::new(InFlight::default()),
             head: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
+            observers: RwLock::new(Vec::new()),
         })
     }
 
@@ -242,8 +245,26 @@ impl Router {
         self.routes.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// Rings `notify` each time committed events are routed.
+    pub fn observe(&self, notify: Arc<tokio::sync::Notify>) {
+        self.observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notify);
+    }
+
     /// Queues committed events (in position order) for every matching subscriber.
     pub fn dispatch(&self, events: &[SharedEvent]) {
+        if !events.is_empty() {
+            for observer in self
+                .observers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                observer.notify_one();
+            }
+        }
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
         if routes.is_empty() {
             return;

@@ -21,6 +21,7 @@ use crate::middleware::security::check_scope_tenant;
 use crate::middleware::Scope;
 use crate::query::{parse_time, EventFilter};
 use crate::router::Subscription;
+use crate::transport::webhook;
 use js_callbacks::{JsLogSink, JsMiddleware, JsSink};
 
 fn to_js_error(e: EventBusError) -> napi::Error {
@@ -250,6 +251,134 @@ impl NativeBus {
                 )));
             }
             bus.retry_dead_letter(id as u64).await.map_err(to_js_error)
+        })
+    }
+
+    /// Registers a webhook endpoint (JSON); resolves with it and its secret (JSON).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn webhook_register<'env>(
+        &self,
+        env: &'env Env,
+        input_json: String,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let webhooks = self.bus.webhooks().map_err(to_js_error)?.clone();
+        env.spawn_future(async move {
+            let input = webhook::RegisterInput::from_json(&input_json).map_err(to_js_error)?;
+            let r = webhooks.register(input).await.map_err(to_js_error)?;
+            Ok(webhook::endpoint_json(&r.endpoint, r.secret.as_deref()))
+        })
+    }
+
+    /// Resolves with a JSON array of endpoints (of one tenant when given).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn webhook_list<'env>(
+        &self,
+        env: &'env Env,
+        tenant: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let webhooks = self.bus.webhooks().map_err(to_js_error)?.clone();
+        env.spawn_future(async move {
+            let list = webhooks
+                .list(tenant.as_deref())
+                .await
+                .map_err(to_js_error)?;
+            let rendered: Vec<String> = list
+                .iter()
+                .map(|e| webhook::endpoint_json(e, None))
+                .collect();
+            Ok(json_array(rendered.iter().map(String::as_str)))
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn webhook_get<'env>(
+        &self,
+        env: &'env Env,
+        id: String,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let webhooks = self.bus.webhooks().map_err(to_js_error)?.clone();
+        env.spawn_future(async move {
+            let id = webhook::parse_endpoint_id(&id, "id").map_err(to_js_error)?;
+            let e = webhooks.get(id).await.map_err(to_js_error)?;
+            Ok(webhook::endpoint_json(&e, None))
+        })
+    }
+
+    /// Updates an endpoint (JSON); resolves with it, and its new secret when rotated (JSON).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn webhook_update<'env>(
+        &self,
+        env: &'env Env,
+        id: String,
+        input_json: String,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let webhooks = self.bus.webhooks().map_err(to_js_error)?.clone();
+        env.spawn_future(async move {
+            let id = webhook::parse_endpoint_id(&id, "id").map_err(to_js_error)?;
+            let input = webhook::UpdateInput::from_json(&input_json).map_err(to_js_error)?;
+            let r = webhooks.update(id, input).await.map_err(to_js_error)?;
+            Ok(webhook::endpoint_json(&r.endpoint, r.secret.as_deref()))
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn webhook_remove<'env>(
+        &self,
+        env: &'env Env,
+        id: String,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let webhooks = self.bus.webhooks().map_err(to_js_error)?.clone();
+        env.spawn_future(async move {
+            let id = webhook::parse_endpoint_id(&id, "id").map_err(to_js_error)?;
+            webhooks.remove(id).await.map_err(to_js_error)
+        })
+    }
+
+    /// Resolves with a JSON array of deliveries, newest first, with their attempts.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn webhook_deliveries<'env>(
+        &self,
+        env: &'env Env,
+        filter_json: String,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let webhooks = self.bus.webhooks().map_err(to_js_error)?.clone();
+        env.spawn_future(async move {
+            let filter = webhook::DeliveryFilter::from_json(&filter_json).map_err(to_js_error)?;
+            let list = webhooks.deliveries(filter).await.map_err(to_js_error)?;
+            let rendered: Vec<String> = list.iter().map(webhook::delivery_json).collect();
+            Ok(json_array(rendered.iter().map(String::as_str)))
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn webhook_replay<'env>(
+        &self,
+        env: &'env Env,
+        delivery_id: f64,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let webhooks = self.bus.webhooks().map_err(to_js_error)?.clone();
+        env.spawn_future(async move {
+            let id = webhook::parse_delivery_id(delivery_id).map_err(to_js_error)?;
+            webhooks.replay(id).await.map_err(to_js_error)
+        })
+    }
+
+    /// Makes an endpoint's dead deliveries (created since `since`, ISO-8601) due again.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn webhook_replay_failed<'env>(
+        &self,
+        env: &'env Env,
+        endpoint_id: String,
+        since: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, f64>> {
+        let webhooks = self.bus.webhooks().map_err(to_js_error)?.clone();
+        env.spawn_future(async move {
+            let id = webhook::parse_endpoint_id(&endpoint_id, "endpointId").map_err(to_js_error)?;
+            let since = parse_time(since.as_deref(), "since").map_err(to_js_error)?;
+            Ok(webhooks
+                .replay_failed(id, since)
+                .await
+                .map_err(to_js_error)? as f64)
         })
     }
 

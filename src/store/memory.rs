@@ -199,6 +199,7 @@ impl WebhookStore for MemoryStore {
         &self,
         _limit: usize,
         _lease: std::time::Duration,
+        _skip: &[Uuid],
     ) -> Result<Vec<super::webhooks::DueDelivery>> {
         Ok(Vec::new())
     }

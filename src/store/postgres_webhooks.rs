@@ -188,7 +188,12 @@ impl WebhookStore for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<DueDelivery>> {
+    async fn claim_due(
+        &self,
+        limit: usize,
+        lease: Duration,
+        skip: &[Uuid],
+    ) -> Result<Vec<DueDelivery>> {
         // The event comes from the log, or from the archive if it moved there meanwhile.
         let rows = sqlx::query(
             r#"WITH due AS (
@@ -198,6 +203,7 @@ impl WebhookStore for PostgresStore {
                        JOIN event_bus_webhook_endpoints w ON w.id = d2.endpoint_id AND w.enabled
                        WHERE d2.status IN ('pending', 'retrying') AND d2.next_attempt_at <= now()
                          AND (d2.lease_until IS NULL OR d2.lease_until <= now())
+                         AND d2.endpoint_id <> ALL($3)
                        ORDER BY d2.next_attempt_at, d2.id LIMIT $1
                        FOR UPDATE OF d2 SKIP LOCKED) AS claimed
                  WHERE d.id = claimed.id
@@ -217,6 +223,7 @@ impl WebhookStore for PostgresStore {
         )
         .bind(limit as i64)
         .bind(millis(lease))
+        .bind(skip)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| unavailable("claiming webhook deliveries", e))?;

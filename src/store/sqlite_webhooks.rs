@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::sqlite::SqliteStore;
 use super::webhooks::{
-    Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch, NewEndpoint,
-    Outcome, WebhookStore,
+    Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch, NewEndpoint, Outcome,
+    WebhookStore,
 };
 use crate::error::{EventBusError, Result};
 
@@ -37,7 +37,12 @@ impl WebhookStore for SqliteStore {
     async fn remove_endpoint(&self, _id: Uuid) -> Result<bool> {
         todo()
     }
-    async fn claim_due(&self, _limit: usize, _lease: Duration) -> Result<Vec<DueDelivery>> {
+    async fn claim_due(
+        &self,
+        _limit: usize,
+        _lease: Duration,
+        _skip: &[Uuid],
+    ) -> Result<Vec<DueDelivery>> {
         Ok(Vec::new())
     }
     async fn record(&self, _o: &[Outcome], _d: u32) -> Result<Vec<Disabled>> {

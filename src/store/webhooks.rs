@@ -168,8 +168,14 @@ pub trait WebhookStore: Send + Sync {
     async fn remove_endpoint(&self, id: Uuid) -> Result<bool>;
 
     /// Claims up to `limit` due deliveries (pending or retrying, next attempt reached, no live
-    /// lease) for `lease`, oldest first. Deliveries of disabled endpoints are not claimed.
-    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<DueDelivery>>;
+    /// lease) for `lease`, oldest first. Deliveries of disabled endpoints, and of the endpoints in
+    /// `skip` (busy in this worker pool), are not claimed.
+    async fn claim_due(
+        &self,
+        limit: usize,
+        lease: Duration,
+        skip: &[Uuid],
+    ) -> Result<Vec<DueDelivery>>;
 
     /// Records attempts and what follows each; a dead delivery counts against its endpoint,
     /// which is disabled after `disable_after` in a row (or at once on 410). Returns the

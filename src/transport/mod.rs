@@ -1,0 +1,3 @@
+//! Ways events leave the process besides in-process handlers.
+
+pub mod webhook;
