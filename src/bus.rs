@@ -317,6 +317,11 @@ impl EventBus {
         &self.inner.config
     }
 
+    /// The store behind this bus (the same one its publishes append to).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
     fn publish_span(&self, what: &'static str, count: usize) -> Span {
         self.child_span(info_span!(parent: &self.inner.span, "publish", kind = what, count))
     }
