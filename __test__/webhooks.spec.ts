@@ -73,6 +73,7 @@ const LOCAL: EventBusOptions['webhook'] = {
 
 const backends: Array<[string, () => Promise<{ url: string; drop: () => Promise<void> }>]> = [
   ['postgres', postgresStore],
+  ['sqlite', async () => sqliteStore()],
 ];
 
 describe.each(backends)('%s: webhooks', (_name, makeStore) => {
@@ -357,4 +358,3 @@ describe('postgres: webhooks survive a crash', () => {
   });
 });
 
-void sqliteStore;

@@ -249,6 +249,8 @@ export interface EventBusOptions {
     disableAfterFailures?: number;
     /** How often idle workers look for due deliveries (default 1000). */
     pollIntervalMs?: number;
+    /** Whether this instance sends webhooks (default true); publish-only instances may leave it to others. */
+    workers?: boolean;
   };
   sse?: {
     /** SSE_HEARTBEAT_INTERVAL, default 30000. */

@@ -317,7 +317,9 @@ impl EventBus {
                 log_registration: Mutex::new(log_registration),
             }),
         };
-        bus.start_webhook_workers()?;
+        if bus.inner.config.webhook.workers {
+            bus.start_webhook_workers()?;
+        }
         Ok(bus)
     }
 
@@ -373,6 +375,11 @@ impl EventBus {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The store behind this bus (the same one its publishes append to).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
     }
 
     fn publish_span(&self, what: &'static str, count: usize) -> Span {

@@ -88,6 +88,8 @@ pub struct WebhookConfig {
     pub disable_after_failures: u32,
     /// How often workers look for due deliveries when nothing woke them.
     pub poll_interval: Duration,
+    /// Whether this instance sends webhooks (instances that only publish may leave it to others).
+    pub workers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +144,7 @@ impl Default for Config {
                 backoff_factor: 6,
                 disable_after_failures: 50,
                 poll_interval: Duration::from_millis(1000),
+                workers: true,
             },
             sse: SseConfig {
                 heartbeat_interval_ms: 30_000,
@@ -233,6 +236,7 @@ struct WebhookOptions {
     backoff: Option<WebhookBackoffOptions>,
     disable_after_failures: Option<u32>,
     poll_interval_ms: Option<u64>,
+    workers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -459,6 +463,7 @@ impl Config {
                     3_600_000,
                     "option webhook.pollIntervalMs",
                 )?),
+                workers: webhook.workers.unwrap_or(d.webhook.workers),
             },
             sse: SseConfig {
                 heartbeat_interval_ms: match options.sse.and_then(|s| s.heartbeat_interval_ms) {

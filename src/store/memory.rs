@@ -1,7 +1,8 @@
 //! In-process store for tests and demos: the same contract as the durable backends.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -9,10 +10,14 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::groups::{GroupStore, MemoryGroups};
-use super::webhooks::WebhookStore;
+use super::webhooks::{
+    Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch, NewEndpoint,
+    Next, Outcome, WebhookStore,
+};
 use super::{duplicate_error, existing, Appended, Store};
-use crate::error::Result;
+use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent, StoredEvent};
+use crate::pattern::{any_matches, Pattern};
 use crate::query::{Order, Query};
 
 #[derive(Default)]
@@ -29,9 +34,30 @@ struct State {
     next_position: u64,
     /// Archived events with the time they were archived.
     archive: Vec<(SharedEvent, DateTime<Utc>)>,
+    /// Webhook endpoints and the delivery outbox, under the same lock as the log so a delivery
+    /// is written with its event, as the SQL triggers do.
+    webhooks: Webhooks,
+}
+
+impl MemoryStore {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl State {
+    /// The event at `position`, live or archived.
+    fn event_at(&self, position: u64) -> Option<SharedEvent> {
+        match self.log.binary_search_by_key(&position, |e| e.position) {
+            Ok(i) => Some(self.log[i].clone()),
+            Err(_) => self
+                .archive
+                .iter()
+                .find(|(e, _)| e.position == position)
+                .map(|(e, _)| e.clone()),
+        }
+    }
+
     /// Checks a whole request before touching the log, so a failure leaves nothing behind.
     fn append_request(&mut self, events: Vec<Event>) -> Result<Vec<Appended>> {
         let mut in_request: HashMap<Uuid, usize> = HashMap::new();
@@ -59,6 +85,7 @@ impl State {
             let stored = Arc::new(StoredEvent::new(event, self.next_position));
             self.by_id.insert(stored.event.id, stored.clone());
             self.log.push(stored.clone());
+            self.webhooks.outbox(&stored);
             out.push(Appended {
                 event: stored,
                 fresh: true,
@@ -170,58 +197,403 @@ impl Store for MemoryStore {
     }
 }
 
-// NOT YET IMPLEMENTED: being written; every call fails until then.
+#[derive(Default)]
+struct Webhooks {
+    /// By id; listed by (created_at, id) like the SQL stores.
+    endpoints: HashMap<Uuid, MemEndpoint>,
+    /// By id, ids increasing from 1.
+    deliveries: BTreeMap<u64, MemDelivery>,
+    last_delivery: u64,
+}
+
+struct MemEndpoint {
+    endpoint: Endpoint,
+    /// `endpoint.events` parsed: what the SQL stores' `type_regex` matches.
+    patterns: Vec<Pattern>,
+}
+
+struct MemDelivery {
+    endpoint_id: Uuid,
+    position: u64,
+    status: DeliveryStatus,
+    attempts: u32,
+    next_attempt_at: DateTime<Utc>,
+    lease_until: Option<DateTime<Utc>>,
+    last_status: Option<u16>,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// By attempt number.
+    attempt_log: BTreeMap<u32, Attempt>,
+}
+
+impl Webhooks {
+    /// The outbox write for a fresh event: one pending delivery per matching enabled endpoint.
+    fn outbox(&mut self, event: &SharedEvent) {
+        if self.endpoints.is_empty() {
+            return;
+        }
+        let e = &event.event;
+        let mut matching: Vec<&MemEndpoint> = self
+            .endpoints
+            .values()
+            .filter(|w| {
+                let scope_ok =
+                    |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
+                w.endpoint.enabled
+                    && scope_ok(&w.endpoint.tenant_id, &e.tenant_id)
+                    && scope_ok(&w.endpoint.project_id, &e.project_id)
+                    && any_matches(&w.patterns, &e.event_type)
+            })
+            .collect();
+        matching.sort_by_key(|w| (w.endpoint.created_at, w.endpoint.id));
+        let ids: Vec<Uuid> = matching.iter().map(|w| w.endpoint.id).collect();
+        let now = Utc::now();
+        for endpoint_id in ids {
+            self.last_delivery += 1;
+            self.deliveries.insert(
+                self.last_delivery,
+                MemDelivery {
+                    endpoint_id,
+                    position: event.position,
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    lease_until: None,
+                    last_status: None,
+                    last_error: None,
+                    created_at: now,
+                    updated_at: now,
+                    attempt_log: BTreeMap::new(),
+                },
+            );
+        }
+    }
+
+    /// Makes a delivery due now (its history is kept).
+    fn make_due(d: &mut MemDelivery, now: DateTime<Utc>) {
+        d.status = DeliveryStatus::Pending;
+        d.next_attempt_at = now;
+        d.lease_until = None;
+        d.updated_at = now;
+    }
+}
+
 #[async_trait]
 impl WebhookStore for MemoryStore {
-    async fn insert_endpoint(
-        &self,
-        _e: &super::webhooks::NewEndpoint,
-    ) -> Result<super::webhooks::Endpoint> {
-        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+    async fn insert_endpoint(&self, e: &NewEndpoint) -> Result<Endpoint> {
+        let patterns = Pattern::parse_all(&e.events)?;
+        let mut state = self.state();
+        if state.webhooks.endpoints.contains_key(&e.id) {
+            return Err(EventBusError::StoreUnavailable(format!(
+                "registering a webhook endpoint failed: id {} already exists",
+                e.id
+            )));
+        }
+        let now = Utc::now();
+        let endpoint = Endpoint {
+            id: e.id,
+            url: e.url.clone(),
+            events: e.events.clone(),
+            tenant_id: e.tenant_id.clone(),
+            project_id: e.project_id.clone(),
+            description: e.description.clone(),
+            secret: e.secret.clone(),
+            previous_secret: None,
+            previous_secret_until: None,
+            enabled: true,
+            disabled_reason: None,
+            consecutive_failures: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        state.webhooks.endpoints.insert(
+            e.id,
+            MemEndpoint {
+                endpoint: endpoint.clone(),
+                patterns,
+            },
+        );
+        Ok(endpoint)
     }
-    async fn endpoints(&self, _t: Option<&str>) -> Result<Vec<super::webhooks::Endpoint>> {
-        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+
+    async fn endpoints(&self, tenant_id: Option<&str>) -> Result<Vec<Endpoint>> {
+        let state = self.state();
+        let mut endpoints: Vec<Endpoint> = state
+            .webhooks
+            .endpoints
+            .values()
+            .filter(|w| tenant_id.is_none() || w.endpoint.tenant_id.as_deref() == tenant_id)
+            .map(|w| w.endpoint.clone())
+            .collect();
+        endpoints.sort_by_key(|e| (e.created_at, e.id));
+        Ok(endpoints)
     }
-    async fn endpoint(&self, _id: Uuid) -> Result<Option<super::webhooks::Endpoint>> {
-        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+
+    async fn endpoint(&self, id: Uuid) -> Result<Option<Endpoint>> {
+        Ok(self
+            .state()
+            .webhooks
+            .endpoints
+            .get(&id)
+            .map(|w| w.endpoint.clone()))
     }
-    async fn update_endpoint(
-        &self,
-        _id: Uuid,
-        _p: &super::webhooks::EndpointPatch,
-    ) -> Result<Option<super::webhooks::Endpoint>> {
-        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+
+    async fn update_endpoint(&self, id: Uuid, patch: &EndpointPatch) -> Result<Option<Endpoint>> {
+        let patterns = patch
+            .events
+            .as_ref()
+            .map(|(events, _)| Pattern::parse_all(events))
+            .transpose()?;
+        let mut state = self.state();
+        let Some(w) = state.webhooks.endpoints.get_mut(&id) else {
+            return Ok(None);
+        };
+        let e = &mut w.endpoint;
+        if let Some(url) = &patch.url {
+            e.url = url.clone();
+        }
+        if let (Some((events, _)), Some(patterns)) = (&patch.events, patterns) {
+            e.events = events.clone();
+            w.patterns = patterns;
+        }
+        match patch.enabled {
+            Some(true) => {
+                e.enabled = true;
+                e.disabled_reason = None;
+                e.consecutive_failures = 0;
+            }
+            Some(false) => {
+                e.enabled = false;
+                e.disabled_reason = Some("disabled by update".into());
+            }
+            None => {}
+        }
+        if let Some(description) = &patch.description {
+            e.description = description.clone();
+        }
+        if let Some((secret, until)) = &patch.rotate {
+            e.previous_secret = Some(std::mem::replace(&mut e.secret, secret.clone()));
+            e.previous_secret_until = Some(*until);
+        }
+        e.updated_at = Utc::now();
+        Ok(Some(e.clone()))
     }
-    async fn remove_endpoint(&self, _id: Uuid) -> Result<bool> {
-        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+
+    async fn remove_endpoint(&self, id: Uuid) -> Result<bool> {
+        let mut state = self.state();
+        let webhooks = &mut state.webhooks;
+        if webhooks.endpoints.remove(&id).is_none() {
+            return Ok(false);
+        }
+        webhooks.deliveries.retain(|_, d| d.endpoint_id != id);
+        Ok(true)
     }
+
     async fn claim_due(
         &self,
-        _limit: usize,
-        _lease: std::time::Duration,
-        _skip: &[Uuid],
-    ) -> Result<Vec<super::webhooks::DueDelivery>> {
-        Ok(Vec::new())
+        limit: usize,
+        lease: Duration,
+        skip: &[Uuid],
+    ) -> Result<Vec<DueDelivery>> {
+        let mut state = self.state();
+        let now = Utc::now();
+        let lease_until = chrono::Duration::from_std(lease)
+            .ok()
+            .and_then(|lease| now.checked_add_signed(lease))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let webhooks = &state.webhooks;
+        let mut due: Vec<(DateTime<Utc>, u64)> = webhooks
+            .deliveries
+            .iter()
+            .filter(|(_, d)| {
+                matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying)
+                    && d.next_attempt_at <= now
+                    && d.lease_until.is_none_or(|l| l <= now)
+                    && !skip.contains(&d.endpoint_id)
+                    && webhooks
+                        .endpoints
+                        .get(&d.endpoint_id)
+                        .is_some_and(|w| w.endpoint.enabled)
+            })
+            .map(|(id, d)| (d.next_attempt_at, *id))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        let mut claimed = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            let (endpoint_id, position, attempts) = {
+                let Some(d) = state.webhooks.deliveries.get_mut(&id) else {
+                    continue;
+                };
+                d.lease_until = Some(lease_until);
+                (d.endpoint_id, d.position, d.attempts)
+            };
+            // A delivery whose event is gone (purged from the archive) stays leased and is
+            // skipped, as on PostgreSQL.
+            let Some(event) = state.event_at(position) else {
+                continue;
+            };
+            let Some(w) = state.webhooks.endpoints.get(&endpoint_id) else {
+                continue;
+            };
+            let e = &w.endpoint;
+            let previous = e
+                .previous_secret
+                .clone()
+                .filter(|_| e.previous_secret_until.is_some_and(|until| until > now));
+            claimed.push(DueDelivery {
+                id,
+                attempts,
+                endpoint_id,
+                url: e.url.clone(),
+                secrets: std::iter::once(e.secret.clone()).chain(previous).collect(),
+                event,
+            });
+        }
+        claimed.sort_by_key(|d| d.id);
+        Ok(claimed)
     }
-    async fn record(
-        &self,
-        _o: &[super::webhooks::Outcome],
-        _d: u32,
-    ) -> Result<Vec<super::webhooks::Disabled>> {
-        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+
+    async fn record(&self, outcomes: &[Outcome], disable_after: u32) -> Result<Vec<Disabled>> {
+        let mut state = self.state();
+        let webhooks = &mut state.webhooks;
+        let now = Utc::now();
+        for o in outcomes {
+            // A delivery removed meanwhile (with its endpoint) has nothing to record.
+            let Some(d) = webhooks.deliveries.get_mut(&o.delivery_id) else {
+                continue;
+            };
+            d.attempt_log
+                .entry(o.attempt.attempt)
+                .or_insert_with(|| o.attempt.clone());
+            match o.next {
+                Next::Delivered => d.status = DeliveryStatus::Delivered,
+                Next::RetryAt(at) => {
+                    d.status = DeliveryStatus::Retrying;
+                    d.next_attempt_at = at;
+                }
+                Next::Dead | Next::Gone => d.status = DeliveryStatus::Dead,
+            }
+            d.attempts = o.attempt.attempt;
+            d.lease_until = None;
+            d.last_status = o.attempt.status_code;
+            d.last_error = o.attempt.error.clone();
+            d.updated_at = now;
+        }
+        // Per endpoint, in the order given: a delivered one resets the count; dead ones add to it.
+        let mut per_endpoint: Vec<(Uuid, bool, u32, bool)> = Vec::new();
+        for o in outcomes {
+            let i = match per_endpoint.iter().position(|e| e.0 == o.endpoint_id) {
+                Some(i) => i,
+                None => {
+                    per_endpoint.push((o.endpoint_id, false, 0, false));
+                    per_endpoint.len() - 1
+                }
+            };
+            let entry = &mut per_endpoint[i];
+            match o.next {
+                Next::Delivered => {
+                    entry.1 = true;
+                    entry.2 = 0;
+                }
+                Next::Dead => entry.2 = entry.2.saturating_add(1),
+                Next::Gone => entry.3 = true,
+                Next::RetryAt(_) => {}
+            }
+        }
+        let mut disabled = Vec::new();
+        for (endpoint, reset, dead, gone) in per_endpoint {
+            if !reset && dead == 0 && !gone {
+                continue;
+            }
+            let Some(w) = webhooks.endpoints.get_mut(&endpoint) else {
+                continue;
+            };
+            let e = &mut w.endpoint;
+            let was_enabled = e.enabled;
+            e.consecutive_failures = if reset {
+                dead
+            } else {
+                e.consecutive_failures.saturating_add(dead)
+            };
+            let threshold = e.consecutive_failures >= disable_after;
+            if was_enabled && gone {
+                e.disabled_reason = Some("the endpoint answered 410 Gone".into());
+            } else if was_enabled && threshold {
+                e.disabled_reason = Some(format!("{disable_after} deliveries in a row failed"));
+            }
+            e.enabled = was_enabled && !gone && !threshold;
+            e.updated_at = now;
+            if was_enabled && !e.enabled {
+                disabled.push(Disabled {
+                    endpoint_id: endpoint,
+                    reason: e.disabled_reason.clone().unwrap_or_default(),
+                });
+            }
+        }
+        Ok(disabled)
     }
+
     async fn deliveries(
         &self,
-        _e: Option<Uuid>,
-        _s: Option<super::webhooks::DeliveryStatus>,
-        _l: usize,
-    ) -> Result<Vec<super::webhooks::Delivery>> {
-        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+        endpoint_id: Option<Uuid>,
+        status: Option<DeliveryStatus>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        let state = self.state();
+        Ok(state
+            .webhooks
+            .deliveries
+            .iter()
+            .rev()
+            .filter(|(_, d)| {
+                endpoint_id.is_none_or(|id| d.endpoint_id == id)
+                    && status.is_none_or(|s| d.status == s)
+            })
+            .take(limit)
+            .map(|(id, d)| Delivery {
+                id: *id,
+                endpoint_id: d.endpoint_id,
+                position: d.position,
+                status: d.status,
+                attempts: d.attempts,
+                next_attempt_at: matches!(
+                    d.status,
+                    DeliveryStatus::Pending | DeliveryStatus::Retrying
+                )
+                .then_some(d.next_attempt_at),
+                last_status: d.last_status,
+                last_error: d.last_error.clone(),
+                created_at: d.created_at,
+                updated_at: d.updated_at,
+                attempt_log: d.attempt_log.values().cloned().collect(),
+            })
+            .collect())
     }
-    async fn replay(&self, _d: u64) -> Result<bool> {
-        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+
+    async fn replay(&self, delivery_id: u64) -> Result<bool> {
+        let mut state = self.state();
+        let Some(d) = state.webhooks.deliveries.get_mut(&delivery_id) else {
+            return Ok(false);
+        };
+        Webhooks::make_due(d, Utc::now());
+        Ok(true)
     }
-    async fn replay_failed(&self, _e: Uuid, _s: Option<DateTime<Utc>>) -> Result<u64> {
-        Err(crate::error::EventBusError::StoreUnavailable("todo".into()))
+
+    async fn replay_failed(&self, endpoint_id: Uuid, since: Option<DateTime<Utc>>) -> Result<u64> {
+        let mut state = self.state();
+        let now = Utc::now();
+        let mut count = 0;
+        for d in state.webhooks.deliveries.values_mut() {
+            if d.endpoint_id == endpoint_id
+                && d.status == DeliveryStatus::Dead
+                && since.is_none_or(|since| d.created_at >= since)
+            {
+                Webhooks::make_due(d, now);
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 }

@@ -277,10 +277,15 @@ impl WebhookStore for PostgresStore {
             nexts.push(next);
         }
         let mut tx = self.pool.begin().await.map_err(fail)?;
+        // A delivery removed meanwhile (with its endpoint) has nothing to record: skipped rather
+        // than failing the whole batch on the foreign key.
         sqlx::query(
             "INSERT INTO event_bus_webhook_attempts
                (delivery_id, attempt, at, status_code, error, latency_ms, response_body)
-             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[], $7::text[])
+             SELECT a.* FROM UNNEST($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[], $7::text[])
+                  AS a(delivery_id, attempt, at, status_code, error, latency_ms, response_body)
+             WHERE EXISTS (SELECT 1 FROM event_bus_webhook_deliveries d
+                           WHERE d.id = a.delivery_id FOR KEY SHARE)
              ON CONFLICT DO NOTHING",
         )
         .bind(&ids)

@@ -23,14 +23,14 @@ use crate::error::{EventBusError, Result};
 use crate::event::{format_timestamp, Event, SharedEvent, StoredEvent};
 use crate::query::Query;
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "position, id, type, payload, timestamp, project_id, tenant_id, user_id, metadata";
 
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
 }
 
-fn row_event(row: &SqliteRow) -> Result<SharedEvent> {
+pub(super) fn row_event(row: &SqliteRow) -> Result<SharedEvent> {
     let bad = |e: &dyn std::fmt::Display| {
         EventBusError::StoreUnavailable(format!("reading an event row: {e}"))
     };
