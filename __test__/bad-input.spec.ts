@@ -123,7 +123,8 @@ describe('bad input', () => {
     expectCode(() => bus.subscribe([], () => {}), 'INVALID_EVENT', 'pattern must not be an empty list');
     expectCode(() => bus.subscribe(5 as never, () => {}), 'INVALID_EVENT', 'pattern must be a string');
     expectCode(() => bus.subscribe('a.b', 'handler' as never), 'INVALID_EVENT', 'handler must be a function');
-    expectCode(() => bus.subscribe('a.b', () => {}, { group: 'x' } as never), 'INVALID_EVENT', 'unknown field `group`');
+    expectCode(() => bus.subscribe('a.b', () => {}, { colour: 'x' } as never), 'INVALID_EVENT', 'unknown field `colour`');
+    expectCode(() => bus.subscribe('a.b', () => {}, { group: 'g', partitions: 0 }), 'INVALID_EVENT', 'partitions must be between 1 and 1024');
     expectCode(() => bus.subscribe('a.b', () => {}, { from: 'yesterday' } as never), 'INVALID_EVENT', 'from must be "now", "beginning" or a position');
     expectCode(() => bus.subscribe('a.b', () => {}, { from: -1 }), 'INVALID_EVENT', 'from must be');
     expectCode(() => bus.forTenant(''), 'INVALID_EVENT', 'tenantId must be a non-empty string');
