@@ -399,6 +399,26 @@ function cpuDelta(a, b) {
   };
 }
 
+// WAL written and flushed during a case, warm-up included (cluster-wide: other sessions count too).
+// The byte count comes from the WAL position; pg_stat_wal's counters are complete once the case's
+// backends have exited (they flush their statistics then).
+async function walStats(admin) {
+  try {
+    const { rows } = await admin.query('SELECT pg_current_wal_lsn() AS lsn, wal_fpi, wal_sync FROM pg_stat_wal');
+    return rows[0];
+  } catch {
+    return undefined;
+  }
+}
+
+function walDelta(a, b, events) {
+  if (!a || !b) return undefined;
+  const d = (k) => Number(b[k]) - Number(a[k]);
+  const lsn = (x) => x.split('/').reduce((hi, lo) => hi * 2 ** 32 + parseInt(lo, 16), 0);
+  const bytes = lsn(b.lsn) - lsn(a.lsn);
+  return { events, bytesPerEvent: Math.round(bytes / events), fullPageImages: d('wal_fpi'), syncs: d('wal_sync'), eventsPerSync: +(events / Math.max(1, d('wal_sync'))).toFixed(1) };
+}
+
 const sleep = (msDelay) => new Promise((r) => setTimeout(r, msDelay));
 
 async function until(subscribers, field, n, timeoutMs) {
@@ -442,6 +462,7 @@ async function runCase(spec) {
       const publisher = spawnChild('publisher', [spec.impl, schema]);
       children.push(publisher);
       await publisher.ready;
+      const walBefore = await walStats(admin);
       await publisher.request('warmup');
       const warmed = await until(subscribers, 'warm', WARMUP, 30_000);
       if (warmed < WARMUP) throw new Error(`${spec.id}: only ${warmed} of ${WARMUP} warm-up events arrived`);
@@ -454,14 +475,14 @@ async function runCase(spec) {
       const reports = await Promise.all(subscribers.map((s) => s.request('report')));
       await Promise.all(children.map((c) => c.request('close').catch(() => undefined)));
       await Promise.all(children.map((c) => c.exited));
-      return summarise(spec, schema, admin, pub, reports);
+      return summarise(spec, schema, admin, pub, reports, walBefore);
     } finally {
       for (const c of children) if (c.child.exitCode === null) c.child.kill();
     }
   });
 }
 
-async function summarise(spec, schema, admin, pub, reports) {
+async function summarise(spec, schema, admin, pub, reports, walBefore) {
   const n = pub.sent.length;
   const recv = new Map();
   let duplicates = reports.reduce((sum, r) => sum + r.duplicates, 0);
@@ -501,6 +522,9 @@ async function summarise(spec, schema, admin, pub, reports) {
     ...(spec.subscribers > 1 ? { perSubscriber: reports.map((r) => r.received) } : {}),
     cpu: pub.cpu,
   };
+  // Backends flush their statistics when they exit, and every connection of this case has closed.
+  await sleep(500);
+  result.wal = walDelta(walBefore, await walStats(admin), n + WARMUP);
   if (spec.impl === 'bus') {
     // Where the time goes: publish → publish resolved (committed, answered in the publisher's JS)
     // and publish resolved → handler ran in the subscriber process.
@@ -512,8 +536,6 @@ async function summarise(spec, schema, admin, pub, reports) {
       eventsPerDeliveryBatch: +(m.delivered / m.deliveryBatches).toFixed(1),
     }));
     // Reads of the log (the subscribers' tailers and catch-up): index scans on the events table.
-    // Backends flush their statistics when they exit, and every bus connection has closed by now.
-    await sleep(500);
     const { rows } = await admin.query(
       `SELECT idx_scan, idx_tup_fetch, seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'event_bus_events'`,
       [schema],
