@@ -295,6 +295,7 @@ function spawnChild(role, args) {
   child.on('message', (msg) => {
     if (msg.ready) return onReady();
     const w = waiting.get(msg.id);
+    if (!w) return; // a reply that arrived after the child's exit was handled
     waiting.delete(msg.id);
     if (msg.ok) w.resolve(msg.reply);
     else w.reject(new Error(`${role}: ${msg.error}`));
