@@ -331,6 +331,19 @@ impl WebhookStore for PostgresStore {
             if !reset && dead == 0 && !gone {
                 continue;
             }
+            if dead == 0 && !gone {
+                // Only deliveries: reset the count, without writing a new row version when it is
+                // already 0 (the common case; every claim reads this table).
+                sqlx::query(
+                    "UPDATE event_bus_webhook_endpoints SET consecutive_failures = 0, updated_at = now()
+                     WHERE id = $1 AND consecutive_failures <> 0",
+                )
+                .bind(endpoint)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+                continue;
+            }
             let was_enabled: Option<bool> = sqlx::query_scalar(
                 "SELECT enabled FROM event_bus_webhook_endpoints WHERE id = $1 FOR UPDATE",
             )

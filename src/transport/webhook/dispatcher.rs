@@ -22,6 +22,10 @@ use crate::metrics::Metrics;
 use crate::store::webhooks::{Attempt, Disabled, DueDelivery, Next, Outcome};
 use crate::store::Store;
 
+/// Deliveries claimed per request slot: claiming ahead keeps the workers busy with few claims
+/// (each claim scans the outbox's due index, which churns under load).
+const CLAIM_AHEAD: usize = 16;
+
 /// Response bytes kept with an attempt.
 const KEEP_BODY: usize = 1024;
 
@@ -130,12 +134,14 @@ impl Pool {
             .in_current_span(),
         );
         // Slots: claimed deliveries alive at once; sending: requests in flight.
-        let slots = Arc::new(Semaphore::new(pool.config.concurrency * 2));
+        let slots = Arc::new(Semaphore::new(CLAIM_AHEAD * pool.config.concurrency));
         let sending = Arc::new(Semaphore::new(pool.config.concurrency));
         let per_endpoint: Arc<Mutex<HashMap<Uuid, Arc<Semaphore>>>> = Arc::default();
         let claimed: Claimed = Arc::default();
-        // Long enough for a request to finish; a crashed worker's claims come due after it.
-        let lease = Duration::from_millis(pool.config.timeout_ms) + Duration::from_secs(10);
+        // Long enough for a claimed delivery to wait its turn (at most CLAIM_AHEAD rounds of its
+        // endpoint's requests) and be sent; a crashed worker's claims come due after it.
+        let lease = Duration::from_millis(pool.config.timeout_ms) * (CLAIM_AHEAD as u32 + 1)
+            + Duration::from_secs(10);
         let mut failures = 0u32;
         while !pool.stopped.load(Ordering::SeqCst) {
             let free = slots.available_permits();
@@ -151,7 +157,7 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .filter(|(_, &n)| n >= pool.config.per_endpoint_concurrency * 2)
+                .filter(|(_, &n)| n >= pool.config.per_endpoint_concurrency * CLAIM_AHEAD)
                 .map(|(&id, _)| id)
                 .collect();
             let due = match pool.store.webhooks().claim_due(free, lease, &busy).await {
@@ -227,7 +233,9 @@ impl Pool {
             }
         }
         // Let requests in flight finish, then the recorder drains the channel and ends.
-        let _ = slots.acquire_many(pool.config.concurrency as u32 * 2).await;
+        let _ = slots
+            .acquire_many((CLAIM_AHEAD * pool.config.concurrency) as u32)
+            .await;
         drop(outcomes);
         let _ = recorder.await;
     }
