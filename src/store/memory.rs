@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use super::groups::{GroupStore, MemoryGroups};
 use super::webhooks::{
-    Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch, NewEndpoint,
-    Next, Outcome, WebhookStore,
+    tally, Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch,
+    EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
 use super::{duplicate_error, existing, Appended, Store};
 use crate::error::{EventBusError, Result};
@@ -481,32 +481,9 @@ impl WebhookStore for MemoryStore {
             d.last_error = o.attempt.error.clone();
             d.updated_at = now;
         }
-        // Per endpoint, in the order given: a delivered one resets the count; dead ones add to it.
-        let mut per_endpoint: Vec<(Uuid, bool, u32, bool)> = Vec::new();
-        for o in outcomes {
-            let i = match per_endpoint.iter().position(|e| e.0 == o.endpoint_id) {
-                Some(i) => i,
-                None => {
-                    per_endpoint.push((o.endpoint_id, false, 0, false));
-                    per_endpoint.len() - 1
-                }
-            };
-            let entry = &mut per_endpoint[i];
-            match o.next {
-                Next::Delivered => {
-                    entry.1 = true;
-                    entry.2 = 0;
-                }
-                Next::Dead => entry.2 = entry.2.saturating_add(1),
-                Next::Gone => entry.3 = true,
-                Next::RetryAt(_) => {}
-            }
-        }
         let mut disabled = Vec::new();
-        for (endpoint, reset, dead, gone) in per_endpoint {
-            if !reset && dead == 0 && !gone {
-                continue;
-            }
+        for t in tally(outcomes).into_iter().filter(EndpointTally::changes) {
+            let (endpoint, reset, dead, gone) = (t.endpoint_id, t.reset, t.dead, t.gone);
             let Some(w) = webhooks.endpoints.get_mut(&endpoint) else {
                 continue;
             };

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::postgres::{row_event, PostgresStore};
 use super::unavailable;
 use super::webhooks::{
-    Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch, NewEndpoint,
-    Next, Outcome, WebhookStore,
+    tally, Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch,
+    EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
 use crate::error::{EventBusError, Result};
 
@@ -315,22 +315,14 @@ impl WebhookStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(fail)?;
-        // Per endpoint: a delivered one resets the count; dead ones add to it.
-        let mut per_endpoint: HashMap<Uuid, (bool, i32, bool)> = HashMap::new();
-        for o in outcomes {
-            let entry = per_endpoint.entry(o.endpoint_id).or_default();
-            match o.next {
-                Next::Delivered => *entry = (true, 0, entry.2),
-                Next::Dead => entry.1 += 1,
-                Next::Gone => entry.2 = true,
-                Next::RetryAt(_) => {}
-            }
-        }
         let mut disabled = Vec::new();
-        for (endpoint, (reset, dead, gone)) in per_endpoint {
-            if !reset && dead == 0 && !gone {
-                continue;
-            }
+        for t in tally(outcomes).into_iter().filter(EndpointTally::changes) {
+            let (endpoint, reset, dead, gone) = (
+                t.endpoint_id,
+                t.reset,
+                i32::try_from(t.dead).unwrap_or(i32::MAX),
+                t.gone,
+            );
             if dead == 0 && !gone {
                 // Only deliveries: reset the count, without writing a new row version when it is
                 // already 0 (the common case; every claim reads this table).

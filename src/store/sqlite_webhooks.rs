@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::sqlite::{row_event, SqliteStore, COLUMNS};
 use super::unavailable;
 use super::webhooks::{
-    Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch, NewEndpoint,
-    Next, Outcome, WebhookStore,
+    tally, Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch,
+    EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
 use crate::error::{EventBusError, Result};
 use crate::event::{format_timestamp, SharedEvent};
@@ -420,32 +420,9 @@ impl WebhookStore for SqliteStore {
             .await
             .map_err(fail)?;
         }
-        // Per endpoint, in the order given: a delivered one resets the count; dead ones add to it.
-        let mut per_endpoint: Vec<(Uuid, bool, i64, bool)> = Vec::new();
-        for o in outcomes {
-            let i = match per_endpoint.iter().position(|e| e.0 == o.endpoint_id) {
-                Some(i) => i,
-                None => {
-                    per_endpoint.push((o.endpoint_id, false, 0, false));
-                    per_endpoint.len() - 1
-                }
-            };
-            let entry = &mut per_endpoint[i];
-            match o.next {
-                Next::Delivered => {
-                    entry.1 = true;
-                    entry.2 = 0;
-                }
-                Next::Dead => entry.2 += 1,
-                Next::Gone => entry.3 = true,
-                Next::RetryAt(_) => {}
-            }
-        }
         let mut disabled = Vec::new();
-        for (endpoint, reset, dead, gone) in per_endpoint {
-            if !reset && dead == 0 && !gone {
-                continue;
-            }
+        for t in tally(outcomes).into_iter().filter(EndpointTally::changes) {
+            let (endpoint, reset, dead, gone) = (t.endpoint_id, t.reset, i64::from(t.dead), t.gone);
             let current: Option<(bool, i64, Option<String>)> = sqlx::query_as(
                 "SELECT enabled, consecutive_failures, disabled_reason
                  FROM event_bus_webhook_endpoints WHERE id = ?",

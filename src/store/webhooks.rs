@@ -152,6 +152,56 @@ pub struct Disabled {
     pub reason: String,
 }
 
+/// What a batch of outcomes does to one endpoint's failure count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointTally {
+    pub endpoint_id: Uuid,
+    /// A delivery succeeded: the count restarts from `dead`.
+    pub reset: bool,
+    /// Dead deliveries after the last success in the batch.
+    pub dead: u32,
+    /// The endpoint answered 410 Gone.
+    pub gone: bool,
+}
+
+impl EndpointTally {
+    /// Whether the endpoint row needs to change at all.
+    pub fn changes(&self) -> bool {
+        self.reset || self.dead > 0 || self.gone
+    }
+}
+
+/// Tallies outcomes per endpoint, in the order endpoints first appear; within an endpoint, in
+/// the order given (a delivered one resets the count, dead ones add to it).
+pub fn tally(outcomes: &[Outcome]) -> Vec<EndpointTally> {
+    let mut tallies: Vec<EndpointTally> = Vec::new();
+    for o in outcomes {
+        let i = match tallies.iter().position(|t| t.endpoint_id == o.endpoint_id) {
+            Some(i) => i,
+            None => {
+                tallies.push(EndpointTally {
+                    endpoint_id: o.endpoint_id,
+                    reset: false,
+                    dead: 0,
+                    gone: false,
+                });
+                tallies.len() - 1
+            }
+        };
+        let t = &mut tallies[i];
+        match o.next {
+            Next::Delivered => {
+                t.reset = true;
+                t.dead = 0;
+            }
+            Next::Dead => t.dead = t.dead.saturating_add(1),
+            Next::Gone => t.gone = true,
+            Next::RetryAt(_) => {}
+        }
+    }
+    tallies
+}
+
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     async fn insert_endpoint(&self, endpoint: &NewEndpoint) -> Result<Endpoint>;
