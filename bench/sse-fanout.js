@@ -20,7 +20,7 @@
 //   bus-node  (not run by default) the bus + a hand-written node:http SSE server: one subscriber
 //             serialises each event once and writes it to every response; the stand-in for
 //             bus.sse before it existed, and the best a Node fan-out on the bus does
-// Clients: raw node:net sockets writing the GET by hand, a minimal chunked-encoding decoder and SSE
+// Clients: raw node:net sockets read through `onread` into a shared buffer, the GET written by hand, a minimal chunked-encoding decoder and SSE
 // block splitter that finds `"seq":` and `"t":` with indexOf (the first event of each connection is
 // also JSON.parse'd as a check). BENCH_SSE_CLIENT=http uses node:http (agent: false) instead.
 //
@@ -37,7 +37,7 @@ const net = require('node:net');
 const http = require('node:http');
 const { fork } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
-const { performance } = require('node:perf_hooks');
+const { performance, monitorEventLoopDelay } = require('node:perf_hooks');
 
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const NS = list(process.env.BENCH_SSE_CLIENTS || '1000,5000,10000').map(Number);
@@ -52,7 +52,8 @@ const LADDER = list(process.env.BENCH_SSE_LADDER || '250,500,1000,2000,3000,5000
 const TYPES = process.env.BENCH_SSE_TYPES ?? 'bench.*';
 const MAX_MISSED = Number(process.env.BENCH_SSE_MAX_MISSED || 0.001);
 const CONNECT_CONCURRENCY = 64; // connects in flight per client process
-const CONNECT_TIMEOUT_MS = 90_000; // for all N connections of a case
+const CONNECT_TIMEOUT_MS = 30_000; // for all N connections of a case, plus CONNECT_MS_PER_CLIENT × N
+const CONNECT_MS_PER_CLIENT = 2;
 const DRAIN_QUIET_MS = 3_000; // stop draining after this long without progress
 const DRAIN_MAX_MS = 20_000;
 
@@ -153,6 +154,7 @@ function countSockets(server) {
 async function serverMain(impl) {
   let url;
   let connections; // () → open SSE connections as the server sees them
+  let dropped = () => null; // () → connections the server closed as too slow (the bus counts them)
   let close;
   let publisher;
   let info = {};
@@ -171,6 +173,7 @@ async function serverMain(impl) {
       if (TYPES) u.searchParams.set('types', TYPES);
       url = u.toString();
       connections = () => bus.metrics().sseConnections ?? null;
+      dropped = () => bus.metrics().sseDropped ?? null;
       close = async () => {
         await server.close();
         await bus.close();
@@ -245,6 +248,7 @@ async function serverMain(impl) {
   serve({
     info: () => ({ url, ...info }),
     connections: () => connections(),
+    dropped: () => dropped(),
     seq: () => publisher.seq,
     publisher: () => ({ seq: publisher.seq, errors: publisher.errors, lag: Array.from(publisher.lag), lagMax: publisher.lagMax }),
     close: async () => {
@@ -266,7 +270,9 @@ function clientsMain() {
   let received = 0; // events in the window, all connections
   let checked = 0; // connections whose first event was JSON.parse'd
   let badEvents = 0;
-  let extra = { outside: 0, duplicates: 0 };
+  const extra = { outside: 0, outOfOrder: 0 };
+  // How late this process's event loop runs (a late client adds its delay to every latency).
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 
   // One SSE event block (text between blank lines), at receive time `t`.
   function onBlock(conn, block, t) {
@@ -286,8 +292,11 @@ function clientsMain() {
         badEvents++;
       }
     }
-    if (seq <= conn.lastSeq) extra.duplicates++;
-    conn.lastSeq = seq;
+    // Order and duplicates by the SSE id (the bus's position; Nest's id is seq + 1).
+    const k = block.indexOf('id: ');
+    const id = k < 0 ? NaN : parseInt(block.slice(k + 4, k + 24), 10);
+    if (id <= conn.lastId) extra.outOfOrder++;
+    conn.lastId = id;
     if (!window || seq < window.s0 || seq >= window.s1) {
       extra.outside++;
       return;
@@ -346,32 +355,41 @@ function clientsMain() {
     if (out) onText(conn, out, t);
   }
 
+  // Reads go straight into one shared buffer through `onread` (no Readable stream, no Buffer per
+  // read, no 'data' event): the cheapest way to read a socket from Node.
+  const readBuffer = Buffer.allocUnsafe(64 * 1024);
   function openNet(u, conn, done) {
-    const socket = net.connect({ host: u.hostname, port: Number(u.port) });
+    let head = '';
+    const socket = net.connect({
+      host: u.hostname,
+      port: Number(u.port),
+      onread: {
+        buffer: readBuffer,
+        callback(nread, buf) {
+          const t = now();
+          const data = buf.latin1Slice(0, nread);
+          if (conn.open) return onBody(conn, data, t);
+          head += data;
+          const end = head.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const status = head.slice(9, 12);
+          if (status !== '200') {
+            socket.destroy();
+            return done(new Error(`HTTP ${status}`));
+          }
+          conn.chunked = /\r\ntransfer-encoding:\s*chunked/i.test(head.slice(0, end));
+          conn.open = true;
+          done();
+          const rest = head.slice(end + 4);
+          head = '';
+          if (rest) onBody(conn, rest, t);
+        },
+      },
+    });
     conn.socket = socket;
     socket.setNoDelay(true);
-    socket.setEncoding('latin1');
-    let head = '';
     socket.on('connect', () => {
       socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`);
-    });
-    socket.on('data', (data) => {
-      const t = now();
-      if (conn.open) return onBody(conn, data, t);
-      head += data;
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const status = head.slice(9, 12);
-      if (status !== '200') {
-        socket.destroy();
-        return done(new Error(`HTTP ${status}`));
-      }
-      conn.chunked = /\r\ntransfer-encoding:\s*chunked/i.test(head.slice(0, end));
-      conn.open = true;
-      done();
-      const rest = head.slice(end + 4);
-      head = '';
-      if (rest) onBody(conn, rest, t);
     });
     socket.on('error', (err) => done(err));
     socket.on('close', () => {
@@ -397,17 +415,18 @@ function clientsMain() {
   }
 
   serve({
-    async connect({ url, n }) {
+    async connect({ url, n, total }) {
       const u = new URL(url);
       const errors = {};
       let next = 0;
       let ok = 0;
+      const deadline = Date.now() + CONNECT_TIMEOUT_MS + CONNECT_MS_PER_CLIENT * total;
       const one = () =>
         new Promise((resolve) => {
-          const conn = { open: false, closed: false, chunked: false, raw: '', left: 0, sse: '', received: 0, lastSeq: -1, checked: false };
+          const conn = { open: false, closed: false, chunked: false, raw: '', left: 0, sse: '', received: 0, lastId: -1, checked: false };
           conns.push(conn);
           let settled = false;
-          const timer = setTimeout(() => done(new Error('timeout')), CONNECT_TIMEOUT_MS);
+          const timer = setTimeout(() => done(new Error('timeout')), Math.max(0, deadline - Date.now()));
           function done(err) {
             if (settled) return;
             settled = true;
@@ -424,6 +443,10 @@ function clientsMain() {
       const loop = async () => {
         while (next < n) {
           next++;
+          if (Date.now() >= deadline) {
+            errors['not tried (deadline)'] = (errors['not tried (deadline)'] ?? 0) + 1;
+            continue;
+          }
           await one();
         }
       };
@@ -432,6 +455,8 @@ function clientsMain() {
     },
     window({ s0, s1 }) {
       window = { s0, s1 };
+      loopDelay.reset();
+      loopDelay.enable();
     },
     count: () => ({ received, open: conns.filter((c) => c.open && !c.closed).length }),
     report() {
@@ -446,6 +471,8 @@ function clientsMain() {
         minPerConn: perConn[0] ?? 0,
         checked,
         badEvents,
+        // The histogram holds the intervals between its 10 ms timer's runs: the lateness is beyond 10 ms.
+        loopDelayMs: { p50: loopDelay.percentile(50) / 1e6 - 10, p99: loopDelay.percentile(99) / 1e6 - 10, max: loopDelay.max / 1e6 - 10 },
         ...extra,
       };
     },
@@ -554,6 +581,8 @@ function cpuDelta(a, b) {
     serverThreadsPct: threads,
     clientsPct: pct(b.clients - a.clients),
     machineBusyPct: pct(b.machine.busy - a.machine.busy),
+    // Everything else on the machine (other work, kernel threads, softirq not charged to us).
+    otherPct: pct(b.machine.busy - a.machine.busy - (b.server - a.server) - (b.clients - a.clients)),
     softirqPct: pct(b.machine.softirq - a.machine.softirq),
     machineCapacityPct: pct(b.machine.total - a.machine.total),
   };
@@ -590,7 +619,7 @@ async function runCase(impl, n) {
     const t0 = performance.now();
     const cpuConnect = cpuSnapshot(server, clients);
     const connected = await Promise.all(
-      clients.map((c, i) => c.request('connect', { url: info.url, n: Math.floor(n / k) + (i < n % k ? 1 : 0) })),
+      clients.map((c, i) => c.request('connect', { url: info.url, total: n, n: Math.floor(n / k) + (i < n % k ? 1 : 0) })),
     );
     const connectSeconds = (performance.now() - t0) / 1000;
     progress(`  connected in ${connectSeconds.toFixed(1)} s: ${JSON.stringify(connected)}`);
@@ -632,6 +661,7 @@ async function runCase(impl, n) {
     }
     const rssAfter = rssKb(server.child.pid);
     const pub = await server.request('publisher');
+    const serverDropped = await server.request('dropped');
     const reports = await Promise.all(clients.map((c) => c.request('report')));
 
     const hist = new Array(BINS).fill(0);
@@ -654,6 +684,7 @@ async function runCase(impl, n) {
       missed: expected - received,
       missedPct: expected ? +((100 * (expected - received)) / expected).toFixed(3) : null,
       dropped: reports.reduce((s, r) => s + r.dropped, 0),
+      serverDropped,
       latencyMs: {
         p50: ms(quantile(hist, received, 0.5)),
         p99: ms(quantile(hist, received, 0.99)),
@@ -666,11 +697,17 @@ async function runCase(impl, n) {
         connected: ok ? +((rssConnected - rssBefore) / ok).toFixed(1) : null,
         after: ok ? +((rssAfter - rssBefore) / ok).toFixed(1) : null,
       },
+      clientLoopDelayMs: {
+        p50: ms(Math.max(...reports.map((r) => r.loopDelayMs.p50))),
+        p99: ms(Math.max(...reports.map((r) => r.loopDelayMs.p99))),
+        max: ms(Math.max(...reports.map((r) => r.loopDelayMs.max))),
+      },
       cpu,
+      loadavg: require('node:os').loadavg().map((x) => +x.toFixed(2)),
       checks: {
         firstEventsParsed: reports.reduce((s, r) => s + r.checked, 0),
         bad: reports.reduce((s, r) => s + r.badEvents, 0),
-        duplicates: reports.reduce((s, r) => s + r.duplicates, 0),
+        outOfOrderOrDuplicate: reports.reduce((s, r) => s + r.outOfOrder, 0),
       },
     };
     result.held =
@@ -695,7 +732,7 @@ async function parentMain() {
     rate: RATE,
     seconds: SECONDS,
     clientProcesses: CLIENT_PROCS,
-    client: CLIENT_KIND === 'http' ? 'node:http (agent: false) + SSE splitter' : 'node:net + hand-written GET, chunked decoder, SSE splitter',
+    client: CLIENT_KIND === 'http' ? 'node:http (agent: false) + SSE splitter' : 'node:net with onread (shared buffer) + hand-written GET, chunked decoder, SSE splitter (indexOf)',
     p99TargetMs: P99_MS,
     loadavg: require('node:os').loadavg().map((x) => +x.toFixed(2)),
   });
