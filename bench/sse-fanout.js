@@ -48,12 +48,13 @@ const CLIENT_PROCS = Number(process.env.BENCH_SSE_CLIENT_PROCS || 4);
 const CLIENT_KIND = process.env.BENCH_SSE_CLIENT || 'net';
 const P99_MS = Number(process.env.BENCH_SSE_P99_MS || 100);
 const SEARCH = process.env.BENCH_SSE_SEARCH !== '0';
-const LADDER = list(process.env.BENCH_SSE_LADDER || '250,500,1000,2000,3000,5000,7500,10000,12500,15000').map(Number);
+const LADDER = list(process.env.BENCH_SSE_LADDER || '250,500,750,1000,1500,2000,3000,5000,7500,10000,12500,15000').map(Number);
 const TYPES = process.env.BENCH_SSE_TYPES ?? 'bench.*';
 const MAX_MISSED = Number(process.env.BENCH_SSE_MAX_MISSED || 0.001);
 const CONNECT_CONCURRENCY = 64; // connects in flight per client process
 const CONNECT_TIMEOUT_MS = 30_000; // for all N connections of a case, plus CONNECT_MS_PER_CLIENT × N
 const CONNECT_MS_PER_CLIENT = 2;
+const MAX_SERVER_RSS_MB = Number(process.env.BENCH_SSE_MAX_RSS_MB || 4096);
 const DRAIN_QUIET_MS = 3_000; // stop draining after this long without progress
 const DRAIN_MAX_MS = 20_000;
 
@@ -606,6 +607,16 @@ async function waitSeq(server, target, timeoutMs) {
 async function runCase(impl, n) {
   const server = spawnChild('server', [impl]);
   const children = [server];
+  // A server that falls far behind may buffer without bound: stop the case before it hurts the
+  // machine (others share it).
+  let rssLimitHit = false;
+  const watchdog = setInterval(() => {
+    const rss = rssKb(server.child.pid);
+    if (rss !== null && rss > MAX_SERVER_RSS_MB * 1024) {
+      rssLimitHit = true;
+      server.child.kill('SIGKILL');
+    }
+  }, 500);
   try {
     await server.ready;
     const info = await server.request('info');
@@ -715,11 +726,16 @@ async function runCase(impl, n) {
       result.latencyMs.p99 !== null &&
       result.latencyMs.p99 <= P99_MS &&
       result.missed <= MAX_MISSED * expected &&
+      result.publishRate >= 0.95 * RATE &&
       result.checks.bad === 0;
     await Promise.all(children.map((c) => c.request('close').catch(() => undefined)));
     await Promise.race([Promise.all(children.map((c) => c.exited)), sleep(10_000)]);
     return result;
+  } catch (err) {
+    if (rssLimitHit) throw new Error(`server RSS passed ${MAX_SERVER_RSS_MB} MB: stopped (${err.message})`);
+    throw err;
   } finally {
+    clearInterval(watchdog);
     for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
   }
 }
