@@ -790,8 +790,19 @@ async function parentMain() {
         }
       }
     }
-    const failedAt = [...results.values()].filter((r) => r.impl === impl && !r.held && (best === null || r.clients > best)).map((r) => r.clients);
-    most[impl] = { heldClients: best, failedAt: failedAt.length ? Math.min(...failedAt) : null, ladderTop: ladder[ladder.length - 1] };
+    const lowestFailure = () => {
+      const failed = [...results.values()].filter((r) => r.impl === impl && !r.held && (best === null || r.clients > best)).map((r) => r.clients);
+      return failed.length ? Math.min(...failed) : null;
+    };
+    // Then narrow the gap between the last N held and the first that failed (up to 2 halvings,
+    // to a multiple of 50).
+    for (let step = 0; step < 2 && best !== null; step++) {
+      const failed = lowestFailure();
+      if (failed === null || failed - best <= Math.max(100, best * 0.15)) break;
+      const mid = Math.round((best + failed) / 2 / 50) * 50;
+      if ((await run(impl, mid)).held) best = mid;
+    }
+    most[impl] = { heldClients: best, failedAt: lowestFailure(), ladderTop: ladder[ladder.length - 1] };
   }
   const bus10k = results.get('bus:10000');
   line({
