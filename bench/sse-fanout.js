@@ -35,7 +35,7 @@
 const fs = require('node:fs');
 const net = require('node:net');
 const http = require('node:http');
-const { fork } = require('node:child_process');
+const { fork, execFileSync } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const { performance, monitorEventLoopDelay } = require('node:perf_hooks');
 
@@ -54,6 +54,9 @@ const MAX_MISSED = Number(process.env.BENCH_SSE_MAX_MISSED || 0.001);
 const CONNECT_CONCURRENCY = 64; // connects in flight per client process
 const CONNECT_TIMEOUT_MS = 30_000; // for all N connections of a case, plus CONNECT_MS_PER_CLIENT × N
 const CONNECT_MS_PER_CLIENT = 2;
+// BENCH_SSE_PIN=1: the server's threads on CPU 1, the client processes on CPU 0 (taskset), so each
+// side has one core and the clients cannot take the server's.
+const PIN = process.env.BENCH_SSE_PIN === '1';
 const MAX_SERVER_RSS_MB = Number(process.env.BENCH_SSE_MAX_RSS_MB || 4096);
 const DRAIN_QUIET_MS = 3_000; // stop draining after this long without progress
 const DRAIN_MAX_MS = 20_000;
@@ -596,6 +599,11 @@ function line(fields) {
 
 const progress = (...a) => process.stderr.write(`[sse-fanout] ${a.join(' ')}\n`);
 
+// Every thread of a child on one CPU.
+function pin(child, cpu) {
+  execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(child.child.pid)], { stdio: 'ignore' });
+}
+
 async function waitSeq(server, target, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -622,12 +630,14 @@ async function runCase(impl, n) {
     await server.ready;
     const info = await server.request('info');
     if (info.skipped) return { impl, clients: n, skipped: info.skipped };
+    if (PIN) pin(server, 1);
     await sleep(1000);
     const rssBefore = rssKb(server.child.pid);
     const k = Math.min(CLIENT_PROCS, n);
     const clients = Array.from({ length: k }, () => spawnChild('clients', []));
     children.push(...clients);
     await Promise.all(clients.map((c) => c.ready));
+    if (PIN) for (const c of clients) pin(c, 0);
     const t0 = performance.now();
     const cpuConnect = cpuSnapshot(server, clients);
     const connected = await Promise.all(
@@ -749,6 +759,7 @@ async function parentMain() {
     rate: RATE,
     seconds: SECONDS,
     clientProcesses: CLIENT_PROCS,
+    pinned: PIN ? 'server on CPU 1, clients on CPU 0' : 'no',
     client: CLIENT_KIND === 'http' ? 'node:http (agent: false) + SSE splitter' : 'node:net with onread (shared buffer) + hand-written GET, chunked decoder, SSE splitter (indexOf)',
     p99TargetMs: P99_MS,
     loadavg: require('node:os').loadavg().map((x) => +x.toFixed(2)),
