@@ -4,7 +4,7 @@
 // The React hooks against the real SSE server: the bus runs in a child process (the native addon
 // does not load under jsdom), the page side is jsdom + npm `eventsource`.
 import { cleanup, configure, render, screen, waitFor } from '@testing-library/react';
-import type { ReactNode } from 'react';
+import { StrictMode, type ReactNode } from 'react';
 import { EventSource } from 'eventsource';
 import {
   EventBusProvider,
@@ -20,9 +20,11 @@ configure({ asyncUtilTimeout: 5_000 });
 
 /** The EventSource the provider uses, recording every URL it opens. */
 const opened: string[] = [];
+const inits: ({ withCredentials?: boolean } | undefined)[] = [];
 class RecordingEventSource extends EventSource {
   constructor(url: string, init?: { withCredentials?: boolean }) {
     opened.push(url);
+    inits.push(init);
     super(url, init);
   }
 }
@@ -47,6 +49,7 @@ afterEach(async () => {
   cleanup();
   await eventually(async () => (await busProcess.sseConnections()) === 0, 'the server to see no connection');
   opened.length = 0;
+  inits.length = 0;
 });
 
 function Latest({ pattern, projectId }: { pattern: string; projectId?: string }) {
@@ -170,6 +173,22 @@ test('every hook under one provider shares one connection, closed on unmount', a
 
   view.unmount();
   await eventually(async () => (await busProcess.sseConnections()) === 0, 'the connection to close on unmount');
+});
+
+test('under StrictMode (effects run twice) a provider still holds one connection', async () => {
+  render(
+    <StrictMode>
+      <EventBusProvider url={url} EventSource={RecordingEventSource} withCredentials>
+        <Connection />
+        <Latest pattern="a.b" />
+      </EventBusProvider>
+    </StrictMode>,
+  );
+  await connected(1);
+  await busProcess.publish({ type: 'a.b', payload: 'once' });
+  await waitFor(() => expect(screen.getByTestId('latest:a.b:').textContent).toBe('"once"'));
+  expect(await busProcess.sseConnections()).toBe(1);
+  expect(inits.every((init) => init?.withCredentials === true)).toBe(true);
 });
 
 test('two providers open two connections', async () => {
