@@ -6,8 +6,7 @@ module.exports = {
   roots: ['<rootDir>/__test__'],
   testMatch: ['**/*.spec.ts', '**/*.spec.tsx'],
   transform: {
-    '^.+\\.tsx$': ['ts-jest', { tsconfig: '<rootDir>/__test__/react/tsconfig.json' }],
-    '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/__test__/tsconfig.json' }],
+    '^.+\\.tsx?$': ['ts-jest', { tsconfig: '<rootDir>/__test__/tsconfig.json' }],
   },
   // Tests import the package by its name, as users do; it resolves to the built package.
   moduleNameMapper: {
