@@ -1,6 +1,7 @@
 import { EventBusError, messageOf, native, nativeSync } from './errors';
 import { binding, NativeBus } from './native';
 import { fromWire, publishFields, toJson } from './serialize';
+import { Sse } from './sse';
 import { Webhooks } from './webhooks';
 import type {
   BusEvent,
@@ -194,10 +195,13 @@ export class TenantEventBus extends EventBusHandle {
 export class EventBus extends EventBusHandle {
   /** Webhook endpoints and their deliveries. */
   readonly webhooks: Webhooks;
+  /** Server-Sent Events: a Rust HTTP server for browsers, and streams for NestJS `@Sse()`. */
+  readonly sse: Sse;
 
   private constructor(nativeBus: NativeBus) {
     super(nativeBus, null);
     this.webhooks = new Webhooks(nativeBus);
+    this.sse = new Sse(nativeBus, null);
     track(nativeBus);
   }
 

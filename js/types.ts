@@ -253,8 +253,14 @@ export interface EventBusOptions {
     workers?: boolean;
   };
   sse?: {
-    /** SSE_HEARTBEAT_INTERVAL, default 30000. */
+    /** A comment every this many ms on idle streams (SSE_HEARTBEAT_INTERVAL, default 30000). */
     heartbeatIntervalMs?: number;
+    /** Recent events kept in memory so reconnects replay without the store (default 10000). */
+    replayBufferSize?: number;
+    /** Events queued per connection; a client this far behind is disconnected (default 1024). */
+    clientBufferSize?: number;
+    /** The `retry:` hint sent to clients (default 3000). */
+    retryMs?: number;
   };
   batch?: {
     /** Most events per group commit (default 1000). */
@@ -299,6 +305,18 @@ export interface EventBusMetrics {
   groupRetries: number;
   /** Events consumer groups moved to their dead letters. */
   deadLettered: number;
+  /** Webhook deliveries answered 2xx. */
+  webhooksDelivered: number;
+  /** Webhook attempts that failed (each retry counts). */
+  webhookFailures: number;
+  /** Webhook deliveries given up on. */
+  webhooksDead: number;
+  /** SSE streams open now (servers and `sse.stream()`). */
+  sseConnections: number;
+  /** SSE streams closed because their client fell too far behind. */
+  sseDropped: number;
+  /** SSE streams that began with `event: reset`. */
+  sseResets: number;
   subscribers: number;
 }
 

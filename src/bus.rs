@@ -25,6 +25,8 @@ use crate::router::{Replay, Router, Sink, SubscriberFilter, Subscription};
 use crate::store::groups::{DeadLetter, DeadLetterStatus};
 use crate::store::{self, Store, StoreOptions, ARCHIVE_BATCH};
 use crate::tailer::Tailer;
+use crate::transport::sse::server::{self as sse_server, ListenOptions, SseServer};
+use crate::transport::sse::{Authorizer, Filter, Grant, Selection, Sse, StreamOptions};
 use crate::transport::webhook::{dispatcher, Webhooks};
 
 /// What a publish resolved with.
@@ -234,6 +236,8 @@ struct Inner {
     runtime: tokio::runtime::Handle,
     webhooks: Webhooks,
     webhook_workers: OnceCell<dispatcher::Workers>,
+    sse: Arc<Sse>,
+    sse_servers: Mutex<Vec<Arc<SseServer>>>,
     log_registration: Mutex<Option<Registration>>,
 }
 
@@ -295,6 +299,13 @@ impl EventBus {
         );
         let retention = spawn_retention(store.clone(), config.retention.clone(), span.clone());
         let webhooks = Webhooks::new(store.clone(), config.webhook.clone());
+        let sse = Arc::new(Sse::new(
+            store.clone(),
+            router.clone(),
+            metrics.clone(),
+            config.sse.clone(),
+            span.clone(),
+        ));
         span.in_scope(|| tracing::info!(store = %config.store_url, enabled = config.enabled, "event bus opened"));
         let bus = EventBus {
             inner: Arc::new(Inner {
@@ -314,6 +325,8 @@ impl EventBus {
                 runtime: tokio::runtime::Handle::current(),
                 webhooks,
                 webhook_workers: OnceCell::new(),
+                sse,
+                sse_servers: Mutex::new(Vec::new()),
                 log_registration: Mutex::new(log_registration),
             }),
         };
@@ -365,6 +378,52 @@ impl EventBus {
         inner.router.observe(workers.waker());
         let _ = inner.webhook_workers.set(workers);
         Ok(())
+    }
+
+    /// Starts an SSE server on the bus's runtime; `authorize` decides each connection (none:
+    /// every connection sees every event its query selects).
+    pub async fn sse_listen(
+        &self,
+        options: ListenOptions,
+        authorizer: Option<Arc<dyn Authorizer>>,
+    ) -> Result<Arc<SseServer>> {
+        let _admitted = self.admit_read()?;
+        let server =
+            Arc::new(sse_server::listen(self.inner.sse.clone(), options, authorizer).await?);
+        self.inner
+            .sse_servers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(server.clone());
+        Ok(server)
+    }
+
+    /// A stream of events for NestJS `@Sse()`: replay after `lastEventId`, then live; scoped to
+    /// the handle's tenant.
+    pub async fn sse_stream(
+        &self,
+        options: StreamOptions,
+        scope: &Scope,
+    ) -> Result<crate::transport::sse::Stream> {
+        let _admitted = self.admit_read()?;
+        let last = options
+            .last_event_id
+            .as_ref()
+            .map(|l| l.position())
+            .transpose()?;
+        let selection = Selection {
+            types: options.types,
+            project_id: options.project_id,
+            tenant_id: scoped_tenant(scope, options.tenant_id)?,
+        };
+        let grant = Grant {
+            tenant_id: scope.tenant_id.clone(),
+            ..Grant::default()
+        };
+        self.inner
+            .sse
+            .open(Filter::new(selection, grant)?, last)
+            .await
     }
 
     /// Webhook endpoints and deliveries (CLOSED once the bus is closing).
@@ -638,6 +697,16 @@ impl EventBus {
                     if let Some(workers) = inner.webhook_workers.get() {
                         workers.stop().await;
                     }
+                    let servers: Vec<Arc<SseServer>> = inner
+                        .sse_servers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .drain(..)
+                        .collect();
+                    for server in servers {
+                        server.close().await;
+                    }
+                    inner.sse.stop();
                     inner.batcher.shutdown().await;
                     if let Some(doorbell) = inner
                         .doorbell

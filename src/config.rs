@@ -95,6 +95,12 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseConfig {
     pub heartbeat_interval_ms: u64,
+    /// Recent events kept in memory, so typical reconnects replay without the store.
+    pub replay_buffer: usize,
+    /// Events queued for one connection; a client that falls this far behind is dropped.
+    pub client_buffer: usize,
+    /// The `retry:` hint sent to clients, in milliseconds.
+    pub retry_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +154,9 @@ impl Default for Config {
             },
             sse: SseConfig {
                 heartbeat_interval_ms: 30_000,
+                replay_buffer: 10_000,
+                client_buffer: 1024,
+                retry_ms: 3000,
             },
             batch: BatchConfig {
                 max_size: 1000,
@@ -251,6 +260,9 @@ struct WebhookBackoffOptions {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SseOptions {
     heartbeat_interval_ms: Option<u64>,
+    replay_buffer_size: Option<usize>,
+    client_buffer_size: Option<usize>,
+    retry_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -328,6 +340,7 @@ impl Config {
         let options: Options = parse_object(options_json, "options", "option ").map_err(invalid)?;
         let d = Config::default();
         let webhook = options.webhook.unwrap_or_default();
+        let sse = options.sse.unwrap_or_default();
         let webhook_backoff = webhook.backoff.as_ref();
         let webhook_backoff = WebhookBackoffOptions {
             initial_ms: webhook_backoff.and_then(|b| b.initial_ms),
@@ -466,7 +479,25 @@ impl Config {
                 workers: webhook.workers.unwrap_or(d.webhook.workers),
             },
             sse: SseConfig {
-                heartbeat_interval_ms: match options.sse.and_then(|s| s.heartbeat_interval_ms) {
+                replay_buffer: in_range(
+                    sse.replay_buffer_size.unwrap_or(d.sse.replay_buffer),
+                    0,
+                    10_000_000,
+                    "option sse.replayBufferSize",
+                )?,
+                client_buffer: in_range(
+                    sse.client_buffer_size.unwrap_or(d.sse.client_buffer),
+                    1,
+                    1_000_000,
+                    "option sse.clientBufferSize",
+                )?,
+                retry_ms: in_range(
+                    sse.retry_ms.unwrap_or(d.sse.retry_ms),
+                    0,
+                    3_600_000,
+                    "option sse.retryMs",
+                )?,
+                heartbeat_interval_ms: match sse.heartbeat_interval_ms {
                     Some(v) => in_range(v, 1, 3_600_000, "option sse.heartbeatIntervalMs")?,
                     None => match env_number(env, "SSE_HEARTBEAT_INTERVAL")? {
                         Some(v) => in_range(

@@ -18,6 +18,10 @@ pub struct Metrics {
     pub webhooks_delivered: AtomicU64,
     pub webhook_failures: AtomicU64,
     pub webhooks_dead: AtomicU64,
+    /// Open SSE streams (a gauge).
+    pub sse_connections: AtomicU64,
+    pub sse_dropped: AtomicU64,
+    pub sse_resets: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +51,12 @@ pub struct MetricsSnapshot {
     pub webhook_failures: u64,
     /// Webhook deliveries given up on (after the last retry, or 410).
     pub webhooks_dead: u64,
+    /// SSE streams open now (servers and `stream()`).
+    pub sse_connections: u64,
+    /// SSE streams closed because the client fell too far behind.
+    pub sse_dropped: u64,
+    /// SSE streams that started with `event: reset` (last id older than the log).
+    pub sse_resets: u64,
     pub subscribers: u64,
 }
 
@@ -70,6 +80,9 @@ impl Metrics {
             webhooks_delivered: get(&self.webhooks_delivered),
             webhook_failures: get(&self.webhook_failures),
             webhooks_dead: get(&self.webhooks_dead),
+            sse_connections: get(&self.sse_connections),
+            sse_dropped: get(&self.sse_dropped),
+            sse_resets: get(&self.sse_resets),
             subscribers,
         }
     }

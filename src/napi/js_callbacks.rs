@@ -11,6 +11,7 @@ use crate::event::{json_array, Event, SharedEvent};
 use crate::log_forward::{LogRecord, LogSink};
 use crate::middleware::{Middleware, Scope};
 use crate::router::{HandlerFailure, Sink};
+use crate::transport::sse::{AuthRequest, Authorizer, Grant};
 
 type Tsfn<Return> = ThreadsafeFunction<String, Return, String, Status, false, true>;
 
@@ -88,6 +89,38 @@ impl Middleware for JsMiddleware {
         match promise.await.map_err(rejected)? {
             None => Ok(event),
             Some(json) => event.replaced_from_json(&json),
+        }
+    }
+}
+
+pub struct JsAuthorizer {
+    tsfn: Tsfn<Promise<Option<String>>>,
+}
+
+impl JsAuthorizer {
+    pub fn new(f: &Function<String, Promise<Option<String>>>) -> napi::Result<JsAuthorizer> {
+        Ok(JsAuthorizer {
+            tsfn: f
+                .build_threadsafe_function()
+                .callee_handled::<false>()
+                .weak::<true>()
+                .build()?,
+        })
+    }
+}
+
+#[async_trait]
+impl Authorizer for JsAuthorizer {
+    async fn authorize(&self, request: AuthRequest) -> Result<Option<Grant>> {
+        let failed = |e: napi::Error| EventBusError::Rejected(format!("authorize: {}", e.reason));
+        let json = serde_json::to_string(&request)
+            .map_err(|e| EventBusError::Rejected(format!("authorize: {e}")))?;
+        let promise = self.tsfn.call_async(json).await.map_err(failed)?;
+        match promise.await.map_err(failed)? {
+            None => Ok(None),
+            Some(grant) => crate::json_input::parse_object(&grant, "authorize result", "")
+                .map(Some)
+                .map_err(EventBusError::Rejected),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::middleware::Scope;
 use crate::query::{parse_time, EventFilter};
 use crate::router::Subscription;
 use crate::transport::webhook;
-use js_callbacks::{JsLogSink, JsMiddleware, JsSink};
+use js_callbacks::{JsAuthorizer, JsLogSink, JsMiddleware, JsSink};
 
 fn to_js_error(e: EventBusError) -> napi::Error {
     napi::Error::from_reason(format!("{}: {}", e.code(), e))
@@ -42,6 +42,54 @@ fn scope(tenant: Option<String>) -> Scope {
 #[napi]
 pub struct NativeBus {
     bus: EventBus,
+}
+
+#[napi]
+pub struct NativeSseServer {
+    server: Arc<crate::transport::sse::server::SseServer>,
+}
+
+#[napi]
+impl NativeSseServer {
+    #[napi(getter)]
+    pub fn url(&self) -> String {
+        self.server.url.clone()
+    }
+
+    /// Ends every stream of this server and stops listening.
+    #[napi]
+    pub async fn close(&self) {
+        self.server.close().await;
+    }
+}
+
+#[napi]
+pub struct NativeSseStream {
+    stream: tokio::sync::Mutex<Option<crate::transport::sse::Stream>>,
+}
+
+#[napi]
+impl NativeSseStream {
+    /// The next messages as a JSON array of `{ id, type, data }` (data: the event JSON), or null
+    /// when the stream ended.
+    #[napi]
+    pub async fn next(&self) -> Option<String> {
+        let mut slot = self.stream.lock().await;
+        let stream = slot.as_mut()?;
+        match stream.next_batch(256).await {
+            Some(batch) => Some(crate::transport::sse::messages_json(&batch)),
+            None => {
+                *slot = None;
+                None
+            }
+        }
+    }
+
+    /// Ends the stream (unsubscribes).
+    #[napi]
+    pub async fn close(&self) {
+        self.stream.lock().await.take();
+    }
 }
 
 #[napi]
@@ -379,6 +427,56 @@ impl NativeBus {
                 .replay_failed(id, since)
                 .await
                 .map_err(to_js_error)? as f64)
+        })
+    }
+
+    /// Starts an SSE server; `authorize` receives the request (JSON) and resolves with a grant
+    /// (JSON) or null to refuse.
+    #[napi(ts_return_type = "Promise<NativeSseServer>")]
+    pub fn sse_listen<'env>(
+        &self,
+        env: &'env Env,
+        options_json: String,
+        #[napi(
+            ts_arg_type = "((requestJson: string) => Promise<string | null>) | undefined | null"
+        )]
+        authorize: Option<Function<String, Promise<Option<String>>>>,
+    ) -> napi::Result<PromiseRaw<'env, NativeSseServer>> {
+        let authorizer: Option<Arc<dyn crate::transport::sse::Authorizer>> = match authorize {
+            Some(f) => Some(Arc::new(JsAuthorizer::new(&f).map_err(callback_error)?)),
+            None => None,
+        };
+        let bus = self.bus.clone();
+        env.spawn_future(async move {
+            let options = crate::transport::sse::server::ListenOptions::from_json(&options_json)
+                .map_err(to_js_error)?;
+            let server = bus
+                .sse_listen(options, authorizer)
+                .await
+                .map_err(to_js_error)?;
+            Ok(NativeSseServer { server })
+        })
+    }
+
+    /// Opens an event stream (replay after lastEventId, then live) for `@Sse()` controllers.
+    #[napi(ts_return_type = "Promise<NativeSseStream>")]
+    pub fn sse_stream<'env>(
+        &self,
+        env: &'env Env,
+        options_json: String,
+        tenant: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, NativeSseStream>> {
+        let bus = self.bus.clone();
+        env.spawn_future(async move {
+            let options = crate::transport::sse::StreamOptions::from_json(&options_json)
+                .map_err(to_js_error)?;
+            let stream = bus
+                .sse_stream(options, &scope(tenant))
+                .await
+                .map_err(to_js_error)?;
+            Ok(NativeSseStream {
+                stream: tokio::sync::Mutex::new(Some(stream)),
+            })
         })
     }
 

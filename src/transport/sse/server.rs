@@ -1,0 +1,323 @@
+//! The SSE HTTP server (axum on the bus's tokio runtime): authorize, then stream a comment at
+//! once, the `retry:` hint, the replay and live events, and a heartbeat comment while idle.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn, Instrument};
+
+use super::{
+    parse_last_event_id, render, AuthRequest, Authorizer, Filter, Grant, Selection, Sse, Stream,
+};
+use crate::error::{EventBusError, Result};
+
+/// `sse.listen({ port, host, path, cors })` (the `authorize` hook comes separately).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListenOptions {
+    pub port: Option<u16>,
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub cors: Option<Cors>,
+}
+
+/// `true` (any origin, echoed, with credentials), one origin, or a list of origins.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Cors {
+    Any(bool),
+    Origin(String),
+    Origins(Vec<String>),
+}
+
+impl ListenOptions {
+    pub fn from_json(text: &str) -> Result<ListenOptions> {
+        crate::json_input::parse_object(text, "listen options", "")
+            .map_err(EventBusError::InvalidEvent)
+    }
+}
+
+struct App {
+    sse: Arc<Sse>,
+    path: String,
+    cors: Option<Cors>,
+    authorizer: Option<Arc<dyn Authorizer>>,
+    closing: watch::Receiver<bool>,
+}
+
+/// A running server; `close` ends its streams and stops listening.
+pub struct SseServer {
+    pub url: String,
+    stop: Mutex<Option<(watch::Sender<bool>, oneshot::Sender<()>)>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SseServer {
+    pub async fn close(&self) {
+        let stop = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((closing, shutdown)) = stop {
+            let _ = closing.send(true);
+            let _ = shutdown.send(());
+        }
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+pub async fn listen(
+    sse: Arc<Sse>,
+    options: ListenOptions,
+    authorizer: Option<Arc<dyn Authorizer>>,
+) -> Result<SseServer> {
+    let host = options.host.unwrap_or_else(|| "127.0.0.1".into());
+    let path = options.path.unwrap_or_else(|| "/events".into());
+    if !path.starts_with('/') {
+        return Err(EventBusError::InvalidEvent("path must start with /".into()));
+    }
+    let listener = tokio::net::TcpListener::bind((host.as_str(), options.port.unwrap_or(0)))
+        .await
+        .map_err(|e| EventBusError::InvalidConfig(format!("cannot listen on {host}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| EventBusError::InvalidConfig(format!("cannot read the bound address: {e}")))?;
+    sse.hub().await?;
+    let (closing_tx, closing) = watch::channel(false);
+    let (shutdown_tx, shutdown) = oneshot::channel::<()>();
+    let app = Arc::new(App {
+        sse,
+        path: path.clone(),
+        cors: options.cors,
+        authorizer,
+        closing,
+    });
+    let router = axum::Router::new().fallback(handle).with_state(app);
+    let span = tracing::info_span!("sse_server", %addr);
+    let task = tokio::spawn(
+        async move {
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = shutdown.await;
+            })
+            .await;
+            if let Err(e) = served {
+                warn!(error = %e, "SSE server stopped");
+            }
+        }
+        .instrument(span),
+    );
+    let shown = match addr {
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        SocketAddr::V4(a) => a.to_string(),
+    };
+    tracing::info!(url = %format!("http://{shown}{path}"), "SSE server listening");
+    Ok(SseServer {
+        url: format!("http://{shown}{path}"),
+        stop: Mutex::new(Some((closing_tx, shutdown_tx))),
+        task: Mutex::new(Some(task)),
+    })
+}
+
+fn text_response(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message,
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut response = respond(&app, remote, &method, &uri, &headers).await;
+    if let Some(origin) = allowed_origin(app.cors.as_ref(), &headers) {
+        let h = response.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+/// The origin to allow for this request, if CORS is on and the origin is allowed.
+fn allowed_origin(cors: Option<&Cors>, headers: &HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    let allowed = match cors? {
+        Cors::Any(on) => *on,
+        Cors::Origin(o) => o == text || o == "*",
+        Cors::Origins(list) => list.iter().any(|o| o == text),
+    };
+    allowed.then(|| origin.clone())
+}
+
+async fn respond(
+    app: &App,
+    remote: SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response {
+    if uri.path() != app.path {
+        return text_response(StatusCode::NOT_FOUND, "not found".into());
+    }
+    if method == Method::OPTIONS {
+        return (
+            StatusCode::NO_CONTENT,
+            [
+                (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, OPTIONS"),
+                (
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "last-event-id, authorization, cache-control",
+                ),
+            ],
+        )
+            .into_response();
+    }
+    if method != Method::GET {
+        return text_response(StatusCode::METHOD_NOT_ALLOWED, "use GET".into());
+    }
+    let query: BTreeMap<String, String> = uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let selection = Selection {
+        types: query.get("types").map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        project_id: query.get("projectId").cloned(),
+        tenant_id: query.get("tenantId").cloned(),
+    };
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| query.get("lastEventId").cloned())
+        .filter(|v| !v.trim().is_empty());
+    let last_event_id = match last_event_id.map(|v| parse_last_event_id(&v)).transpose() {
+        Ok(v) => v,
+        Err(e) => return text_response(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let named = query.get("format").map(String::as_str) != Some("message");
+    let grant = match &app.authorizer {
+        None => Grant::default(),
+        Some(authorizer) => {
+            let request = AuthRequest {
+                method: method.to_string(),
+                path: uri.path().to_string(),
+                query: query.clone(),
+                headers: headers
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
+                    })
+                    .collect(),
+                remote_address: remote.ip().to_string(),
+            };
+            match authorizer.authorize(request).await {
+                Ok(Some(grant)) => grant,
+                Ok(None) => return text_response(StatusCode::UNAUTHORIZED, "unauthorized".into()),
+                Err(e) => {
+                    warn!(error = %e, "SSE authorize hook failed");
+                    return text_response(StatusCode::UNAUTHORIZED, "unauthorized".into());
+                }
+            }
+        }
+    };
+    let filter = match Filter::new(selection, grant) {
+        Ok(f) => f,
+        Err(e) => return text_response(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let stream = match app.sse.open(filter, last_event_id).await {
+        Ok(s) => s,
+        Err(e) => return text_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    debug!(%remote, "SSE stream opened");
+    let config = app.sse.config();
+    let body = body(
+        stream,
+        named,
+        Duration::from_millis(config.heartbeat_interval_ms),
+        config.retry_ms,
+        app.closing.clone(),
+    );
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// The response body: a comment and the retry hint at once, then messages, heartbeats while
+/// idle, and the end when the stream ends or the server closes.
+fn body(
+    stream: Stream,
+    named: bool,
+    heartbeat: Duration,
+    retry_ms: u64,
+    closing: watch::Receiver<bool>,
+) -> impl futures_util::Stream<Item = std::result::Result<Bytes, Infallible>> + Send {
+    let preamble = format!(": connected\n\nretry: {retry_ms}\n\n");
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (Some(preamble), stream, ticker, closing);
+    futures_util::stream::unfold(
+        state,
+        move |(preamble, mut stream, mut ticker, mut closing)| async move {
+            if let Some(first) = preamble {
+                return Some((Ok(Bytes::from(first)), (None, stream, ticker, closing)));
+            }
+            if *closing.borrow() {
+                return None;
+            }
+            let chunk = tokio::select! {
+                batch = stream.next_batch(256) => {
+                    let batch = batch?;
+                    let mut text = String::new();
+                    for message in &batch {
+                        text.push_str(&render(message, named));
+                    }
+                    ticker.reset();
+                    text
+                }
+                _ = ticker.tick() => ": heartbeat\n\n".to_string(),
+                _ = closing.changed() => return None,
+            };
+            Some((Ok(Bytes::from(chunk)), (None, stream, ticker, closing)))
+        },
+    )
+}
