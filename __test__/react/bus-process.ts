@@ -64,7 +64,8 @@ export class BusProcess {
   }
 
   /** Starts the SSE server (port 0: any free port); resolves with its URL. */
-  async listen(options: { port?: number; cors?: boolean } = {}): Promise<string> {
+  /** `auth`: an authorize hook that answers 401 unless the query has token=good (or after `allow()`). */
+  async listen(options: { port?: number; cors?: boolean; auth?: boolean } = {}): Promise<string> {
     return (await this.call<{ url: string }>('listen', options)).url;
   }
 
@@ -76,10 +77,22 @@ export class BusProcess {
     return this.call<PublishedJson[]>('publish', { events });
   }
 
+  /** Archives every stored event (so an old last id gets `event: reset`). */
+  async archive(): Promise<void> {
+    await this.call('archive');
+  }
+
+  /** Lets every connection in from now on (see `listen({ auth })`). */
+  allow(): Promise<void> {
+    return this.call('allow');
+  }
+
+  metrics(): Promise<{ sseConnections: number; sseResets: number; authorizeCalls: number }> {
+    return this.call('metrics');
+  }
+
   async sseConnections(): Promise<number> {
-    const metrics = await this.call<{ sseConnections?: number }>('metrics');
-    if (typeof metrics.sseConnections !== 'number') throw new Error('bus.metrics() has no sseConnections');
-    return metrics.sseConnections;
+    return (await this.metrics()).sseConnections;
   }
 
   /** Closes the server and the bus, and waits for the child to exit. */

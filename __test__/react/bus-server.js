@@ -2,20 +2,27 @@
 // tests never load the native addon themselves (it does not load under jsdom): they ask this
 // process to listen, publish, report metrics and close the server.
 //
-//   request:  { id, cmd: 'listen' | 'closeServer' | 'publish' | 'metrics' | 'exit', ...args }
+//   request:  { id, cmd: 'listen' | 'closeServer' | 'publish' | 'archive' | 'allow' | 'metrics' | 'exit', ...args }
 //   response: { id, ok: true, value } | { id, ok: false, error }
 const { EventBus } = require('../../dist/index.js');
 
-const fake = require('./fake-sse.js'); // TEMPORARY
-
 let bus;
 let server = null;
+// With `listen({ auth: true })`, connections are refused (401) unless their query has
+// token=good, or until `allow` is called.
+let allowAll = false;
+let authorizeCalls = 0;
 
 const commands = {
-  async listen({ port = 0, cors = false }) {
+  async listen({ port = 0, cors = false, auth = false }) {
     if (server) throw new Error('already listening');
-    const options = { port, host: '127.0.0.1', path: '/events', cors };
-    server = bus.sse ? await bus.sse.listen(options) : await fake.listen(bus, options); // TEMPORARY fake
+    const authorize = auth
+      ? ({ query }) => {
+          authorizeCalls++;
+          return allowAll || query.token === 'good' ? {} : null;
+        }
+      : undefined;
+    server = await bus.sse.listen({ port, host: '127.0.0.1', path: '/events', cors, authorize });
     return { url: server.url };
   },
   async closeServer() {
@@ -26,8 +33,15 @@ const commands = {
   async publish({ events }) {
     return JSON.parse(JSON.stringify(await bus.publishMany(events)));
   },
+  async archive() {
+    return bus.archive({ olderThan: new Date(Date.now() + 60_000) });
+  },
+  async allow() {
+    allowAll = true;
+    return null;
+  },
   async metrics() {
-    return bus.sse ? bus.metrics() : { ...bus.metrics(), sseConnections: fake.connections() }; // TEMPORARY fake
+    return { ...bus.metrics(), authorizeCalls };
   },
   async exit() {
     if (server) await server.close();

@@ -20,10 +20,12 @@ configure({ asyncUtilTimeout: 5_000 });
 
 /** The EventSource the provider uses, recording every URL it opens. */
 const opened: string[] = [];
+const openedAt: number[] = [];
 const inits: ({ withCredentials?: boolean } | undefined)[] = [];
 class RecordingEventSource extends EventSource {
   constructor(url: string, init?: { withCredentials?: boolean }) {
     opened.push(url);
+    openedAt.push(Date.now());
     inits.push(init);
     super(url, init);
   }
@@ -49,6 +51,7 @@ afterEach(async () => {
   cleanup();
   await eventually(async () => (await busProcess.sseConnections()) === 0, 'the server to see no connection');
   opened.length = 0;
+  openedAt.length = 0;
   inits.length = 0;
 });
 
@@ -281,19 +284,22 @@ test('unmounting while a reconnect is pending clears its timer', async () => {
   }
 });
 
-test('the server-side filters of the provider (types, projectId) narrow the stream', async () => {
-  renderWithBus(<Stream pattern="**" testId="all" />, { types: ['order.*'], projectId: 'p9' });
+test('the server-side filters of the provider (types, projectId, tenantId) narrow the stream', async () => {
+  renderWithBus(<Stream pattern="**" testId="all" />, { types: ['order.*'], projectId: 'p9', tenantId: 't1' });
   await connected();
-  const [kept] = await busProcess.publish(
-    { type: 'order.placed', payload: 1, projectId: 'p1' },
-    { type: 'invoice.paid', payload: 2, projectId: 'p9' },
-    { type: 'order.placed', payload: 3, projectId: 'p9' },
-  ).then((events) => events.slice(2));
+  const published = await busProcess.publish(
+    { type: 'order.placed', payload: 1, projectId: 'p1', tenantId: 't1' },
+    { type: 'invoice.paid', payload: 2, projectId: 'p9', tenantId: 't1' },
+    { type: 'order.placed', payload: 3, projectId: 'p9', tenantId: 't2' },
+    { type: 'order.placed', payload: 4, projectId: 'p9', tenantId: 't1' },
+  );
+  const kept = published[3];
   await waitFor(() => expect(items('all')).toHaveLength(1));
-  expect(items('all')).toEqual([`${kept.position} order.placed 3`]);
+  expect(items('all')).toEqual([`${kept.position} order.placed 4`]);
   const query = new URL(opened[0]).searchParams;
   expect(query.get('types')).toBe('order.*');
   expect(query.get('projectId')).toBe('p9');
+  expect(query.get('tenantId')).toBe('t1');
   expect(query.get('format')).toBe('message');
 });
 
@@ -306,6 +312,69 @@ test('a provider given lastEventId starts with the events after it', async () =>
   renderWithBus(<Stream pattern="log.*" testId="log" />, { lastEventId: a.position });
   await waitFor(() => expect(items('log')).toHaveLength(2));
   expect(items('log')).toEqual([b, c].map((e) => `${e.position} log.line "${e.payload}"`));
+});
+
+describe('against a server with an authorize hook', () => {
+  let guarded: BusProcess;
+  let guardedUrl: string;
+
+  beforeAll(async () => {
+    guarded = await BusProcess.start();
+    guardedUrl = await guarded.listen({ auth: true });
+  });
+
+  afterAll(async () => {
+    await guarded.stop();
+  });
+
+  afterEach(async () => {
+    cleanup();
+    await eventually(async () => (await guarded.sseConnections()) === 0, 'no connection left');
+  });
+
+  test('a refused connection (401) is retried with a growing backoff until it is let in', async () => {
+    render(
+      <EventBusProvider url={`${guardedUrl}?token=bad`} EventSource={RecordingEventSource} backoff={{ initialMs: 50, maxMs: 200 }}>
+        <Connection />
+        <Latest pattern="a.b" />
+      </EventBusProvider>,
+    );
+    await waitFor(() => expect(Number(connection().dataset.retries)).toBeGreaterThanOrEqual(4));
+    expect(connection().dataset.state).toBe('reconnecting');
+    expect((await guarded.metrics()).authorizeCalls).toBeGreaterThanOrEqual(4);
+    // The app's own query parameters are kept on every attempt.
+    expect(opened.every((u) => new URL(u).searchParams.get('token') === 'bad')).toBe(true);
+    // Each wait is at least the backoff's lower bound (50, 100, 200, 200 ms, -20% jitter).
+    for (let i = 1; i < 4; i++) {
+      expect(openedAt[i] - openedAt[i - 1]).toBeGreaterThanOrEqual(0.8 * Math.min(200, 50 * 2 ** (i - 1)) - 5);
+    }
+
+    await guarded.allow();
+    await waitFor(() => expect(connection().dataset.state).toBe('open'));
+    await eventually(async () => (await guarded.sseConnections()) === 1, 'the connection');
+    await guarded.publish({ type: 'a.b', payload: 'in' });
+    await waitFor(() => expect(screen.getByTestId('latest:a.b:').textContent).toBe('"in"'));
+    expect(connection().dataset.retries).toBe('0');
+  });
+
+  test('a last id older than the log holds gets a reset: onReset runs, then live events flow', async () => {
+    const [old] = await guarded.publish({ type: 'doc.saved', payload: 1 }, { type: 'doc.saved', payload: 2 });
+    await guarded.archive();
+    await guarded.publish({ type: 'doc.saved', payload: 3 }); // the oldest the log still holds
+    const onReset = jest.fn();
+    render(
+      <EventBusProvider url={`${guardedUrl}?token=good`} EventSource={RecordingEventSource} lastEventId={old.position} onReset={onReset}>
+        <Connection />
+        <Stream pattern="doc.*" testId="docs" />
+      </EventBusProvider>,
+    );
+    await waitFor(() => expect(connection().dataset.resets).toBe('1'));
+    expect(onReset).toHaveBeenCalledTimes(1);
+    expect((await guarded.metrics()).sseResets).toBe(1);
+    const [live] = await guarded.publish({ type: 'doc.saved', payload: 4 });
+    await waitFor(() => expect(items('docs')).toHaveLength(1));
+    expect(items('docs')).toEqual([`${live.position} doc.saved 4`]);
+  });
 });
 
 test('hooks outside a provider fail with a clear message', () => {

@@ -57,6 +57,8 @@ export interface EventBusClientOptions {
   types?: string[];
   /** Ask the server for this project's events only. */
   projectId?: string;
+  /** Ask the server for this tenant's events only (its authorize hook may impose one anyway). */
+  tenantId?: string;
   /** Start after this event id (a position) instead of live: events after it are replayed first. */
   lastEventId?: string | number;
   /** Reconnect delays (±20% jitter). */
@@ -190,6 +192,7 @@ export class EventBusClient {
       format: 'message',
       types: this.options.types && this.options.types.length > 0 ? this.options.types.join(',') : undefined,
       projectId: this.options.projectId,
+      tenantId: this.options.tenantId,
       lastEventId: this.info.lastEventId ?? undefined,
     });
     const source = new Impl(url, { withCredentials: this.options.withCredentials ?? false });

@@ -40,11 +40,11 @@ export interface EventBusProviderProps extends EventBusClientOptions {
 /**
  * Opens one EventSource to `url` for everything below it; every hook shares it. The connection
  * is reopened after a backoff when it fails, asking for the events after the last one received,
- * and closed on unmount. Changing `url`, `withCredentials`, `types`, `projectId`, `lastEventId`,
- * `backoff` or `EventSource` opens a new connection.
+ * and closed on unmount. Changing `url`, `withCredentials`, `types`, `projectId`, `tenantId`,
+ * `lastEventId`, `backoff` or `EventSource` opens a new connection.
  */
 export function EventBusProvider(props: EventBusProviderProps): ReactElement {
-  const { children, url, withCredentials, types, projectId, lastEventId, backoff, EventSource, onReset } = props;
+  const { children, url, withCredentials, types, projectId, tenantId, lastEventId, backoff, EventSource, onReset } = props;
   const [client] = useState(() => new EventBusClient({ url }));
   const onResetRef = useRef(onReset);
   useEffect(() => {
@@ -58,6 +58,7 @@ export function EventBusProvider(props: EventBusProviderProps): ReactElement {
       withCredentials,
       types: typesKey?.split(','),
       projectId,
+      tenantId,
       lastEventId,
       backoff: { initialMs, maxMs, factor },
       EventSource,
@@ -65,7 +66,7 @@ export function EventBusProvider(props: EventBusProviderProps): ReactElement {
     });
     client.connect();
     return () => client.close();
-  }, [client, url, withCredentials, typesKey, projectId, lastEventId, initialMs, maxMs, factor, EventSource]);
+  }, [client, url, withCredentials, typesKey, projectId, tenantId, lastEventId, initialMs, maxMs, factor, EventSource]);
   return createElement(EventBusContext.Provider, { value: client }, children);
 }
 
