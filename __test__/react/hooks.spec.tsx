@@ -9,6 +9,7 @@ import { EventSource } from 'eventsource';
 import {
   EventBusProvider,
   useEventBus,
+  useEventBusClient,
   useEventBusConnection,
   useEventStream,
   type EventBusProviderProps,
@@ -176,6 +177,37 @@ test('every hook under one provider shares one connection, closed on unmount', a
 
   view.unmount();
   await eventually(async () => (await busProcess.sseConnections()) === 0, 'the connection to close on unmount');
+});
+
+test('hooks that unmount unsubscribe; the provider keeps its one connection', async () => {
+  let client: ReturnType<typeof useEventBusClient> | undefined;
+  function Probe() {
+    client = useEventBusClient();
+    return null;
+  }
+  const tree = (show: boolean) => (
+    <EventBusProvider url={url} EventSource={RecordingEventSource}>
+      <Connection />
+      <Probe />
+      {show && (
+        <>
+          <Latest pattern="a.b" />
+          <Stream pattern="a.*" testId="as" />
+        </>
+      )}
+    </EventBusProvider>
+  );
+  const view = render(tree(true));
+  await connected(1);
+  expect(client!.subscriberCount).toBe(2);
+  view.rerender(tree(false));
+  expect(client!.subscriberCount).toBe(0);
+  view.rerender(tree(true));
+  expect(client!.subscriberCount).toBe(2);
+  await busProcess.publish({ type: 'a.b', payload: 'again' });
+  await waitFor(() => expect(items('as')).toHaveLength(1));
+  expect(await busProcess.sseConnections()).toBe(1);
+  expect(opened).toHaveLength(1);
 });
 
 test('under StrictMode (effects run twice) a provider still holds one connection', async () => {

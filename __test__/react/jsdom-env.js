@@ -1,4 +1,4 @@
-// jsdom, plus what npm `eventsource` (v4, fetch-based) needs and jsdom lacks: Node's fetch and
+// jsdom, plus what npm `eventsource` (v3+, fetch-based) needs and jsdom lacks: Node's fetch and
 // TextDecoder. jsdom's AbortSignal is not one that Node's fetch accepts, so abort is bridged.
 const { TestEnvironment } = require('jest-environment-jsdom');
 

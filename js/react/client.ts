@@ -154,6 +154,11 @@ export class EventBusClient {
     };
   }
 
+  /** How many subscriptions (hooks) are registered now. */
+  get subscriberCount(): number {
+    return this.subscriptions.size;
+  }
+
   /** The current connection info (a new object after every change, so it can be compared). */
   getConnection = (): ConnectionInfo => this.info;
 
