@@ -1,13 +1,16 @@
 /** @type {import('jest').Config} */
 module.exports = {
+  // The addon does not load under jsdom: only the React tests (__test__/react) choose a jsdom
+  // environment, per file, and they reach the bus through a child process.
   testEnvironment: 'node',
   roots: ['<rootDir>/__test__'],
-  testMatch: ['**/*.spec.ts'],
+  testMatch: ['**/*.spec.ts', '**/*.spec.tsx'],
   transform: {
-    '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/__test__/tsconfig.json' }],
+    '^.+\\.tsx?$': ['ts-jest', { tsconfig: '<rootDir>/__test__/tsconfig.json' }],
   },
   // Tests import the package by its name, as users do; it resolves to the built package.
   moduleNameMapper: {
     '^@situs/event-bus$': '<rootDir>/dist/index.js',
+    '^@situs/event-bus/react$': '<rootDir>/dist/react/index.js',
   },
 };

@@ -96,6 +96,9 @@ describe('SSE server', () => {
     expect(c.headers['x-accel-buffering']).toBe('no');
     expect(c.blocks[0]).toEqual({ comment: 'connected' });
     expect(c.blocks[1]).toEqual({ retry: '1500' });
+    // Where it stands (nothing published yet): an id without data, no event.
+    await eventually(() => c.blocks.length >= 3, 'the starting id');
+    expect(c.blocks[2]).toEqual({ id: '0' });
     const e = await bus.publish({ type: 'project.created', payload: { name: 'Apollo' }, projectId: 'p1' });
     await eventually(() => c.events().length === 1, 'the event');
     const [block] = c.events();
@@ -105,6 +108,22 @@ describe('SSE server', () => {
     expect(bus.metrics().sseConnections).toBe(1);
     c.abort();
     await eventually(() => bus.metrics().sseConnections === 0, 'the connection to be released');
+  });
+
+  it('tells a client without a last id where it stands, so a reconnect before any event misses nothing', async () => {
+    bus = await open();
+    const server = await bus.sse.listen();
+    const before = await bus.publish({ type: 'a.b', payload: 'before' });
+    const first = rawClient(server.url);
+    await eventually(() => first.blocks.some((b) => b.id !== undefined), 'the starting id');
+    const start = first.blocks.find((b) => b.id !== undefined)!;
+    expect(start).toEqual({ id: String(before.position) });
+    first.abort();
+    const missed = await bus.publish({ type: 'a.b', payload: 'while away' });
+    const again = rawClient(server.url, { 'Last-Event-ID': start.id! });
+    await eventually(() => again.events().length === 1, 'the missed event');
+    expect(again.events()[0].id).toBe(String(missed.position));
+    again.abort();
   });
 
   it('sends a heartbeat comment within the interval', async () => {

@@ -122,18 +122,21 @@ describe('subscribe', () => {
   });
 
   it('handlers receive their own copy with a Date timestamp', async () => {
-    const seen: BusEvent[] = [];
+    // Subscribers run independently (in either order): each records on its own.
+    const mutated: BusEvent[] = [];
+    const untouched: BusEvent[] = [];
     bus.subscribe('**', (e) => {
       (e.payload as { n: number }).n++;
-      seen.push(e);
+      mutated.push(e);
     });
     bus.subscribe('**', (e) => {
-      seen.push(e);
+      untouched.push(e);
     });
     const published = await bus.publish({ type: 'a.b', payload: { n: 1 }, metadata: { m: true } });
     await bus.close();
-    expect(seen.map((e) => e.payload)).toEqual([{ n: 2 }, { n: 1 }]);
-    expect(seen[1]).toEqual({ ...published, stored: undefined, position: published.position });
-    expect(seen[1].timestamp).toBeInstanceOf(Date);
+    expect(mutated.map((e) => e.payload)).toEqual([{ n: 2 }]);
+    expect(untouched.map((e) => e.payload)).toEqual([{ n: 1 }]);
+    expect(untouched[0]).toEqual({ ...published, stored: undefined, position: published.position });
+    expect(untouched[0].timestamp).toBeInstanceOf(Date);
   });
 });

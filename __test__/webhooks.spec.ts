@@ -11,6 +11,12 @@ import { postgresStore, sqliteStore } from './stores';
 
 jest.setTimeout(120_000);
 
+/** Every receiver a test started, closed after each test even when it failed midway. */
+const receivers: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  await Promise.all(receivers.splice(0).map((close) => close()));
+});
+
 interface Received {
   headers: http.IncomingHttpHeaders;
   body: string;
@@ -45,14 +51,15 @@ async function receiver(
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/hook`,
-    received,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
   };
+  receivers.push(close);
+  return { url: `http://127.0.0.1:${port}/hook`, received, close };
 }
 
 /** Polls (bounded) until `predicate` holds; what follows asserts the outcome. */
@@ -117,6 +124,8 @@ describe.each(backends)('%s: webhooks', (_name, makeStore) => {
       'svix-signature': headers['webhook-signature'],
     });
     expect(() => new StandardWebhook(endpoint.secret).verify(req.body + ' ', headers)).toThrow();
+    // The attempt is recorded just after the receiver answered.
+    await eventually(async () => (await bus.webhooks.deliveries({ status: 'delivered' })).length === 1, 'the recorded delivery');
     const [delivery] = await bus.webhooks.deliveries({ endpointId: endpoint.id });
     expect(delivery).toMatchObject({ status: 'delivered', attempts: 1, position: placed.position, lastStatus: 204 });
     expect(delivery.attemptLog).toHaveLength(1);

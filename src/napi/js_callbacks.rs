@@ -2,7 +2,7 @@
 //! core's `Sink`, `Middleware` and `LogSink` traits. They only convert.
 
 use async_trait::async_trait;
-use napi::bindgen_prelude::{Function, Promise};
+use napi::bindgen_prelude::{FromNapiValue, Function, Promise};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 
@@ -15,19 +15,23 @@ use crate::transport::sse::{AuthRequest, Authorizer, Grant};
 
 type Tsfn<Return> = ThreadsafeFunction<String, Return, String, Status, false, true>;
 
+/// A weak threadsafe function: pending calls never keep Node alive.
+fn weak<Return: FromNapiValue + 'static>(
+    f: &Function<String, Return>,
+) -> napi::Result<Tsfn<Return>> {
+    f.build_threadsafe_function()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build()
+}
+
 pub struct JsSink {
     tsfn: Tsfn<Promise<String>>,
 }
 
 impl JsSink {
     pub fn new(f: &Function<String, Promise<String>>) -> napi::Result<JsSink> {
-        Ok(JsSink {
-            tsfn: f
-                .build_threadsafe_function()
-                .callee_handled::<false>()
-                .weak::<true>()
-                .build()?,
-        })
+        Ok(JsSink { tsfn: weak(f)? })
     }
 }
 
@@ -63,13 +67,7 @@ pub struct JsMiddleware {
 
 impl JsMiddleware {
     pub fn new(f: &Function<String, Promise<Option<String>>>) -> napi::Result<JsMiddleware> {
-        Ok(JsMiddleware {
-            tsfn: f
-                .build_threadsafe_function()
-                .callee_handled::<false>()
-                .weak::<true>()
-                .build()?,
-        })
+        Ok(JsMiddleware { tsfn: weak(f)? })
     }
 }
 
@@ -99,13 +97,7 @@ pub struct JsAuthorizer {
 
 impl JsAuthorizer {
     pub fn new(f: &Function<String, Promise<Option<String>>>) -> napi::Result<JsAuthorizer> {
-        Ok(JsAuthorizer {
-            tsfn: f
-                .build_threadsafe_function()
-                .callee_handled::<false>()
-                .weak::<true>()
-                .build()?,
-        })
+        Ok(JsAuthorizer { tsfn: weak(f)? })
     }
 }
 
@@ -131,13 +123,7 @@ pub struct JsLogSink {
 
 impl JsLogSink {
     pub fn new(f: &Function<String, ()>) -> napi::Result<JsLogSink> {
-        Ok(JsLogSink {
-            tsfn: f
-                .build_threadsafe_function()
-                .callee_handled::<false>()
-                .weak::<true>()
-                .build()?,
-        })
+        Ok(JsLogSink { tsfn: weak(f)? })
     }
 }
 

@@ -66,6 +66,8 @@ impl NativeSseServer {
 #[napi]
 pub struct NativeSseStream {
     stream: tokio::sync::Mutex<Option<crate::transport::sse::Stream>>,
+    /// Set by `close`, so a `next` waiting for an event returns at once.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 #[napi]
@@ -74,9 +76,17 @@ impl NativeSseStream {
     /// when the stream ended.
     #[napi]
     pub async fn next(&self) -> Option<String> {
+        let mut closed = self.closed.subscribe();
+        if *closed.borrow() {
+            return None;
+        }
         let mut slot = self.stream.lock().await;
         let stream = slot.as_mut()?;
-        match stream.next_batch(256).await {
+        let batch = tokio::select! {
+            batch = stream.next_batch(256) => batch,
+            _ = closed.changed() => None,
+        };
+        match batch {
             Some(batch) => Some(crate::transport::sse::messages_json(&batch)),
             None => {
                 *slot = None;
@@ -85,9 +95,10 @@ impl NativeSseStream {
         }
     }
 
-    /// Ends the stream (unsubscribes).
+    /// Ends the stream (unsubscribes); a pending `next` resolves with null.
     #[napi]
     pub async fn close(&self) {
+        let _ = self.closed.send(true);
         self.stream.lock().await.take();
     }
 }
@@ -476,6 +487,7 @@ impl NativeBus {
                 .map_err(to_js_error)?;
             Ok(NativeSseStream {
                 stream: tokio::sync::Mutex::new(Some(stream)),
+                closed: tokio::sync::watch::channel(false).0,
             })
         })
     }

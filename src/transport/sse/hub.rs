@@ -53,6 +53,9 @@ pub struct Connection {
     pub id: u64,
     /// Store replay range (after, up to and including), read before `rx`.
     pub store_replay: Option<(u64, u64)>,
+    /// The newest position the hub had when the stream registered: a client that resumes
+    /// after it misses nothing (what follows comes through `rx`).
+    pub head: u64,
     pub rx: mpsc::Receiver<Outbound>,
     hub: Arc<Hub>,
 }
@@ -107,6 +110,10 @@ impl Hub {
                 }
             }
         }
+        let head = state
+            .ring
+            .back()
+            .map_or(state.covered_from, |e| e.position.max(state.covered_from));
         state.clients.push(Client {
             id,
             filter,
@@ -117,6 +124,7 @@ impl Hub {
         Connection {
             id,
             store_replay,
+            head,
             rx,
             hub: self.clone(),
         }

@@ -313,6 +313,7 @@ impl Sse {
             filter,
             replay: connection.store_replay,
             pending_reset: reset,
+            reset,
             connection,
         })
     }
@@ -332,10 +333,22 @@ pub struct Stream {
     filter: Filter,
     replay: Option<(u64, u64)>,
     pending_reset: bool,
+    reset: bool,
     connection: Connection,
 }
 
 impl Stream {
+    /// Where a client that starts without a last id stands: resuming after this position
+    /// replays exactly what it missed.
+    pub fn head(&self) -> u64 {
+        self.connection.head
+    }
+
+    /// Whether the client's last id was older than the log (it gets `event: reset`).
+    pub fn was_reset(&self) -> bool {
+        self.reset
+    }
+
     /// The next messages (at least one), or None when the stream ended (dropped as too slow,
     /// or the bus closed). Store replay failures end the stream too (the client reconnects).
     pub async fn next_batch(&mut self, max: usize) -> Option<Vec<Outbound>> {

@@ -263,8 +263,16 @@ async fn respond(
     };
     debug!(%remote, "SSE stream opened");
     let config = app.sse.config();
+    // A client that came without a last id (or was reset) is told where it stands, so even a
+    // reconnect before its first event resumes without a gap (`id:` without data dispatches
+    // nothing; it sets the EventSource's Last-Event-ID).
+    let start_id = match last_event_id {
+        Some(_) if !stream.was_reset() => None,
+        _ => Some(stream.head()),
+    };
     let body = body(
         stream,
+        start_id,
         named,
         Duration::from_millis(config.heartbeat_interval_ms),
         config.retry_ms,
@@ -286,12 +294,16 @@ async fn respond(
 /// idle, and the end when the stream ends or the server closes.
 fn body(
     stream: Stream,
+    start_id: Option<u64>,
     named: bool,
     heartbeat: Duration,
     retry_ms: u64,
     closing: watch::Receiver<bool>,
 ) -> impl futures_util::Stream<Item = std::result::Result<Bytes, Infallible>> + Send {
-    let preamble = format!(": connected\n\nretry: {retry_ms}\n\n");
+    let mut preamble = format!(": connected\n\nretry: {retry_ms}\n\n");
+    if let Some(id) = start_id {
+        preamble.push_str(&format!("id: {id}\n\n"));
+    }
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let state = (Some(preamble), stream, ticker, closing);
