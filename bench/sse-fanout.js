@@ -20,6 +20,8 @@
 //   bus-node  (not run by default) the bus + a hand-written node:http SSE server: one subscriber
 //             serialises each event once and writes it to every response; the stand-in for
 //             bus.sse before it existed, and the best a Node fan-out on the bus does
+//   nest-bus  (not run by default) the README's NestJS integration: @Sse() returning an Observable
+//             over bus.sse.stream() (one native stream per connection, Nest writes each message)
 // Clients: raw node:net sockets read through `onread` into a shared buffer, the GET written by hand, a minimal chunked-encoding decoder and SSE
 // block splitter that finds `"seq":` and `"t":` with indexOf (the first event of each connection is
 // also JSON.parse'd as a check). BENCH_SSE_CLIENT=http uses node:http (agent: false) instead.
@@ -210,6 +212,45 @@ async function serverMain(impl) {
     }
     publisher = startPublisher((seq, t) => bus.publish({ type: 'bench.tick', payload: { seq, t } }));
     info.publish = 'bus.publish (memory store), not awaited';
+  } else if (impl === 'nest-bus') {
+    // The README's NestJS integration: @Sse() returning an Observable over bus.sse.stream() (one
+    // native stream per connection; Nest writes each message).
+    require('reflect-metadata');
+    const { Controller, Module, Sse } = require('@nestjs/common');
+    const { NestFactory } = require('@nestjs/core');
+    const { Observable } = require('rxjs');
+    const { EventBus } = require('@situs/event-bus');
+    const bus = await EventBus.open({ storeUrl: 'memory:', logger: () => {} });
+    class EventsController {
+      events() {
+        return new Observable((subscriber) => {
+          const stream = bus.sse.stream({ types: TYPES ? [TYPES] : undefined });
+          void (async () => {
+            for await (const m of stream) subscriber.next({ id: m.id, type: m.type, data: m.data ?? {} });
+            subscriber.complete();
+          })().catch((err) => subscriber.error(err));
+          return () => void stream.return?.();
+        });
+      }
+    }
+    Reflect.decorate([Sse('events')], EventsController.prototype, 'events', Object.getOwnPropertyDescriptor(EventsController.prototype, 'events'));
+    Reflect.decorate([Controller()], EventsController);
+    class AppModule {}
+    Reflect.decorate([Module({ controllers: [EventsController] })], AppModule);
+    const app = await NestFactory.create(AppModule, { logger: false });
+    const httpServer = app.getHttpServer();
+    httpServer.keepAliveTimeout = 0;
+    httpServer.requestTimeout = 0;
+    await app.listen(0, '127.0.0.1');
+    url = `http://127.0.0.1:${httpServer.address().port}/events`;
+    connections = () => bus.metrics().sseConnections ?? null;
+    dropped = () => bus.metrics().sseDropped ?? null;
+    close = async () => {
+      await app.close();
+      await bus.close();
+    };
+    publisher = startPublisher((seq, t) => bus.publish({ type: 'bench.tick', payload: { seq, t } }));
+    info.publish = 'bus.publish (memory store), not awaited; Nest @Sse over bus.sse.stream()';
   } else if (impl === 'nest') {
     require('reflect-metadata');
     const { Controller, Module, Sse } = require('@nestjs/common');
