@@ -4,7 +4,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::body::Bytes;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -20,9 +22,36 @@ use crate::store::Store;
 /// What a stream receives.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    Event(SharedEvent),
+    /// Shared by every stream it goes to: rendered once per wire format.
+    Event(Arc<Frame>),
     /// The client's last id is older than the retained history: it should refetch.
     Reset,
+}
+
+/// An event and its SSE rendering, made on first use and reused for every stream (rendering per
+/// stream cost more than sending at thousands of streams).
+#[derive(Debug)]
+pub struct Frame {
+    pub event: SharedEvent,
+    named: OnceLock<Bytes>,
+    plain: OnceLock<Bytes>,
+}
+
+impl Frame {
+    pub fn new(event: SharedEvent) -> Arc<Frame> {
+        Arc::new(Frame {
+            event,
+            named: OnceLock::new(),
+            plain: OnceLock::new(),
+        })
+    }
+
+    /// `id:`, `event:` (when `named`) and `data:` lines.
+    pub fn bytes(&self, named: bool) -> Bytes {
+        let cell = if named { &self.named } else { &self.plain };
+        cell.get_or_init(|| Bytes::from(super::render_event(&self.event, named)))
+            .clone()
+    }
 }
 
 pub struct Hub {
@@ -105,7 +134,8 @@ impl Hub {
             // The ring part of the replay goes into the queue first (the queue is sized for it
             // plus the live backlog; what does not fit drops the client like any slow one).
             for e in state.ring.iter().filter(|e| e.position > last) {
-                if filter.accepts(e) && tx.try_send(Outbound::Event(e.clone())).is_err() {
+                if filter.accepts(e) && tx.try_send(Outbound::Event(Frame::new(e.clone()))).is_err()
+                {
                     break;
                 }
             }
@@ -167,10 +197,11 @@ impl Hub {
                 state.ring.push_back(e.clone());
             }
         }
+        let frames: Vec<Arc<Frame>> = events.iter().map(|e| Frame::new(e.clone())).collect();
         let mut dropped = Vec::new();
         for client in &state.clients {
-            for e in events.iter().filter(|e| client.filter.accepts(e)) {
-                if client.tx.try_send(Outbound::Event(e.clone())).is_err() {
+            for f in frames.iter().filter(|f| client.filter.accepts(&f.event)) {
+                if client.tx.try_send(Outbound::Event(f.clone())).is_err() {
                     dropped.push(client.id);
                     break;
                 }

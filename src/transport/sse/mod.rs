@@ -179,31 +179,33 @@ impl StreamOptions {
     }
 }
 
-/// One SSE message, rendered: `id:`/`event:`/`data:` lines (`event:` left out when the client
+/// One SSE message as sent: `id:`/`event:`/`data:` lines (`event:` left out when the client
 /// asked for plain messages, so `EventSource.onmessage` sees everything).
-pub fn render(message: &Outbound, named: bool) -> String {
+pub fn render(message: &Outbound, named: bool) -> axum::body::Bytes {
     match message {
-        Outbound::Event(e) => {
-            let mut out = String::with_capacity(e.json().len() + e.event.event_type.len() + 32);
-            out.push_str("id: ");
-            out.push_str(&e.position.to_string());
-            out.push('\n');
-            if named {
-                out.push_str("event: ");
-                out.push_str(&e.event.event_type);
-                out.push('\n');
-            }
-            // JSON text has no raw newlines unless a caller sent some; each line gets `data:`.
-            for line in e.json().split('\n') {
-                out.push_str("data: ");
-                out.push_str(line);
-                out.push('\n');
-            }
-            out.push('\n');
-            out
-        }
-        Outbound::Reset => "event: reset\ndata: {}\n\n".to_string(),
+        Outbound::Event(frame) => frame.bytes(named),
+        Outbound::Reset => axum::body::Bytes::from_static(b"event: reset\ndata: {}\n\n"),
     }
+}
+
+fn render_event(e: &SharedEvent, named: bool) -> String {
+    let mut out = String::with_capacity(e.json().len() + e.event.event_type.len() + 32);
+    out.push_str("id: ");
+    out.push_str(&e.position.to_string());
+    out.push('\n');
+    if named {
+        out.push_str("event: ");
+        out.push_str(&e.event.event_type);
+        out.push('\n');
+    }
+    // JSON text has no raw newlines unless a caller sent some; each line gets `data:`.
+    for line in e.json().split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
 }
 
 /// Messages as a JSON array of `{ id, type, data }` for `stream()` (a reset is `{ type: "reset" }`).
@@ -211,11 +213,11 @@ pub fn messages_json(batch: &[Outbound]) -> String {
     let parts: Vec<String> = batch
         .iter()
         .map(|m| match m {
-            Outbound::Event(e) => format!(
+            Outbound::Event(frame) => format!(
                 r#"{{"id":"{}","type":{},"data":{}}}"#,
-                e.position,
-                serde_json::Value::String(e.event.event_type.clone()),
-                e.json()
+                frame.event.position,
+                serde_json::Value::String(frame.event.event.event_type.clone()),
+                frame.event.json()
             ),
             Outbound::Reset => r#"{"type":"reset"}"#.to_string(),
         })
@@ -367,7 +369,7 @@ impl Stream {
                     let out: Vec<Outbound> = rows
                         .into_iter()
                         .filter(|e| self.filter.accepts(e))
-                        .map(Outbound::Event)
+                        .map(|e| Outbound::Event(hub::Frame::new(e)))
                         .collect();
                     if !out.is_empty() {
                         return Some(out);

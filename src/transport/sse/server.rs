@@ -306,30 +306,54 @@ fn body(
     }
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = (Some(preamble), stream, ticker, closing);
+    let idle = Idle {
+        ticker,
+        last_sent: tokio::time::Instant::now(),
+        every: heartbeat,
+    };
+    let state = (Some(preamble), stream, idle, closing);
     futures_util::stream::unfold(
         state,
-        move |(preamble, mut stream, mut ticker, mut closing)| async move {
+        move |(preamble, mut stream, mut idle, mut closing)| async move {
             if let Some(first) = preamble {
-                return Some((Ok(Bytes::from(first)), (None, stream, ticker, closing)));
+                return Some((Ok(Bytes::from(first)), (None, stream, idle, closing)));
             }
-            if *closing.borrow() {
-                return None;
-            }
-            let chunk = tokio::select! {
-                batch = stream.next_batch(256) => {
-                    let batch = batch?;
-                    let mut text = String::new();
-                    for message in &batch {
-                        text.push_str(&render(message, named));
-                    }
-                    ticker.reset();
-                    text
+            loop {
+                if *closing.borrow() {
+                    return None;
                 }
-                _ = ticker.tick() => ": heartbeat\n\n".to_string(),
-                _ = closing.changed() => return None,
-            };
-            Some((Ok(Bytes::from(chunk)), (None, stream, ticker, closing)))
+                let chunk = tokio::select! {
+                    batch = stream.next_batch(256) => {
+                        let batch = batch?;
+                        idle.last_sent = tokio::time::Instant::now();
+                        // One message goes out as its shared bytes; several are joined into one write.
+                        if let [one] = batch.as_slice() {
+                            render(one, named)
+                        } else {
+                            let parts: Vec<Bytes> = batch.iter().map(|m| render(m, named)).collect();
+                            Bytes::from(parts.concat())
+                        }
+                    }
+                    _ = idle.ticker.tick() => {
+                        // Only a stream idle for a whole interval needs the comment (checking
+                        // here, not resetting the timer per message, keeps sends cheap).
+                        if idle.last_sent.elapsed() < idle.every {
+                            continue;
+                        }
+                        idle.last_sent = tokio::time::Instant::now();
+                        Bytes::from_static(b": heartbeat\n\n")
+                    }
+                    _ = closing.changed() => return None,
+                };
+                return Some((Ok(chunk), (None, stream, idle, closing)));
+            }
         },
     )
+}
+
+/// When a stream last sent something, and the heartbeat ticker.
+struct Idle {
+    ticker: tokio::time::Interval,
+    last_sent: tokio::time::Instant,
+    every: Duration,
 }
