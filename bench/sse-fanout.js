@@ -8,10 +8,13 @@
 //          └─ fork ──► clients × K:    each holds N/K SSE connections, parses every event and
 //                                     histograms receive time − send time (one machine, one clock)
 // Each case (impl, N) gets a fresh server process: wait 1 s (RSS before), open N connections (K
-// client processes, CONNECT_CONCURRENCY connects in flight each), wait until all answered 200, settle
-// 1 s (RSS connected), then measure the events whose sequence numbers fall in a window of
-// RATE × SECONDS events that starts 0.5 s ahead, drain, report (RSS after, server/client CPU).
-// Then a search: step N up until p99 > P99_MS (or connections fail / events are missed), per impl.
+// client processes, CONNECT_CONCURRENCY connects in flight each, a deadline of 30 s + 2 ms × N),
+// count those answered 200, settle 1 s (RSS connected), then measure the events whose sequence
+// numbers fall in a window of RATE × SECONDS events that starts 0.5 s ahead, drain, report (RSS
+// after, server/client/machine CPU, the clients' event-loop delay, the publisher's lateness).
+// A case holds when every connection opened, p99 ≤ P99_MS, ≤ MAX_MISSED of the events were missed
+// and the publisher kept ≥ 95% of RATE. Then a search per impl: up the ladder from 1,000 while it
+// holds (down if 1,000 fails), then up to two halvings of the gap to the first N that failed.
 //
 // Implementations:
 //   bus       EventBus.open({ storeUrl: 'memory:' }) + bus.sse.listen(); publishes with bus.publish
@@ -22,17 +25,20 @@
 //             bus.sse before it existed, and the best a Node fan-out on the bus does
 //   nest-bus  (not run by default) the README's NestJS integration: @Sse() returning an Observable
 //             over bus.sse.stream() (one native stream per connection, Nest writes each message)
-// Clients: raw node:net sockets read through `onread` into a shared buffer, the GET written by hand, a minimal chunked-encoding decoder and SSE
-// block splitter that finds `"seq":` and `"t":` with indexOf (the first event of each connection is
-// also JSON.parse'd as a check). BENCH_SSE_CLIENT=http uses node:http (agent: false) instead.
+// Clients: raw node:net sockets read through `onread` into a shared buffer, the GET written by
+// hand, a minimal chunked-encoding decoder and an SSE block splitter that finds `"seq":`, `"t":`
+// and `id:` with indexOf (the first event of each connection is also JSON.parse'd as a check).
+// BENCH_SSE_CLIENT=http uses node:http (agent: false) instead. The 2-core machine runs the clients
+// too: they compete with the server for CPU (each case reports both).
 //
-// Run: npm run bench:sse   (release build; raises the fd limit with `ulimit -n 65536`, needs root
-//                          or a hard limit that high)
+// Run: npm run bench:sse   (release build; raises the fd limit to 65536, or to the hard limit)
 // Knobs (environment): BENCH_SSE_CLIENTS (N list, "1000,5000,10000"), BENCH_SSE_IMPLS ("bus,nest"),
 // BENCH_SSE_RATE (100), BENCH_SSE_SECONDS (10), BENCH_SSE_CLIENT_PROCS (4), BENCH_SSE_CLIENT
 // (net|http), BENCH_SSE_P99_MS (100), BENCH_SSE_SEARCH (1: also run the step-up search; 0: no),
 // BENCH_SSE_LADDER (the search's N steps), BENCH_SSE_TYPES (the bus's ?types= filter, "bench.*";
-// empty: none), BENCH_SSE_MAX_MISSED (fraction of events a held load may miss, 0.001).
+// empty: none), BENCH_SSE_MAX_MISSED (fraction of events a held load may miss, 0.001),
+// BENCH_SSE_PIN=1 (server on CPU 1, clients on CPU 0), BENCH_SSE_MAX_RSS_MB (a server past it is
+// killed, 4096).
 'use strict';
 const fs = require('node:fs');
 const net = require('node:net');
