@@ -17,10 +17,12 @@
 // subscriber also LISTENs on the bus's doorbell channel and timestamps each doorbell).
 const fs = require('node:fs');
 const path = require('node:path');
-const { fork } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const { performance } = require('node:perf_hooks');
 const { Client, Pool } = require('pg');
+const processes = require('./lib/processes');
+const { cpuOf, threadsCpu, machineCpu } = processes;
+const spawnChild = (role, args) => processes.spawnChild(__filename, role, args);
 
 const DB = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const MIGRATION = fs.readFileSync(path.join(__dirname, '..', 'migrations', 'postgres', '0001_events.sql'), 'utf8');
@@ -284,67 +286,6 @@ async function publisherMain(impl, schema) {
 // ---------------------------------------------------------------------------------------------
 // Parent side.
 
-function spawnChild(role, args) {
-  const child = fork(__filename, [role, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  let nextId = 0;
-  const waiting = new Map();
-  let onReady;
-  const ready = new Promise((resolve, reject) => {
-    onReady = resolve;
-    child.once('exit', (code) => reject(new Error(`${role} exited (${code}) before it was ready`)));
-  });
-  child.on('message', (msg) => {
-    if (msg.ready) return onReady();
-    const w = waiting.get(msg.id);
-    if (!w) return; // a reply that arrived after the child's exit was handled
-    waiting.delete(msg.id);
-    if (msg.ok) w.resolve(msg.reply);
-    else w.reject(new Error(`${role}: ${msg.error}`));
-  });
-  child.on('exit', (code) => {
-    for (const w of waiting.values()) w.reject(new Error(`${role} exited (${code})`));
-    waiting.clear();
-  });
-  return {
-    child,
-    ready,
-    request(cmd, fields = {}) {
-      const id = ++nextId;
-      return new Promise((resolve, reject) => {
-        waiting.set(id, { resolve, reject });
-        child.send({ id, cmd, ...fields });
-      });
-    },
-    exited: new Promise((resolve) => child.once('exit', resolve)),
-  };
-}
-
-// CPU time (user + system, in seconds) of a process and its threads, from /proc (Linux).
-function cpuOf(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
-  } catch {
-    return 0;
-  }
-}
-
-// CPU seconds per thread name (node = the JS main thread; tokio-runtime-w = napi's tokio workers;
-// libuv and V8 helpers under their own names).
-function threadsCpu(pid) {
-  const byName = {};
-  try {
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      byName[name] = (byName[name] ?? 0) + cpuOf(`${pid}/task/${tid}`);
-    }
-  } catch {
-    // exited
-  }
-  return byName;
-}
-
 function postgresCpu() {
   let total = 0;
   for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
@@ -355,19 +296,6 @@ function postgresCpu() {
     }
   }
   return total;
-}
-
-// Busy, stolen (by the hypervisor) and total CPU seconds of the whole machine (every core).
-function machineCpu() {
-  try {
-    const [, ...ticks] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).map(Number);
-    // user nice system idle iowait irq softirq steal (guest time is already counted in user)
-    const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
-    const steal = ticks[7] ?? 0;
-    return { busy: (total - ticks[3] - ticks[4] - steal) / 100, steal: steal / 100, total: total / 100 };
-  } catch {
-    return { busy: 0, steal: 0, total: 0 };
-  }
 }
 
 // Where the CPU went while a case ran: this case's processes, PostgreSQL (every backend, other

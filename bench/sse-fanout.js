@@ -43,9 +43,12 @@
 const fs = require('node:fs');
 const net = require('node:net');
 const http = require('node:http');
-const { fork, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const { performance, monitorEventLoopDelay } = require('node:perf_hooks');
+const processes = require('./lib/processes');
+const { cpuOf, threadsCpu, machineCpu } = processes;
+const spawnChild = (role, args) => processes.spawnChild(__filename, role, args);
 
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const NS = list(process.env.BENCH_SSE_CLIENTS || '1000,5000,10000').map(Number);
@@ -538,77 +541,6 @@ function clientsMain() {
 
 // ---------------------------------------------------------------------------------------------
 // Parent side.
-
-function spawnChild(role, args) {
-  const child = fork(__filename, [role, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  let nextId = 0;
-  const waiting = new Map();
-  let onReady;
-  const ready = new Promise((resolve, reject) => {
-    onReady = resolve;
-    child.once('exit', (code) => reject(new Error(`${role} exited (${code}) before it was ready`)));
-  });
-  child.on('message', (msg) => {
-    if (msg.ready) return onReady();
-    const w = waiting.get(msg.id);
-    if (!w) return;
-    waiting.delete(msg.id);
-    if (msg.ok) w.resolve(msg.reply);
-    else w.reject(new Error(`${role}: ${msg.error}`));
-  });
-  child.on('exit', (code) => {
-    for (const w of waiting.values()) w.reject(new Error(`${role} exited (${code})`));
-    waiting.clear();
-  });
-  return {
-    child,
-    ready,
-    request(cmd, fields = {}) {
-      const id = ++nextId;
-      return new Promise((resolve, reject) => {
-        waiting.set(id, { resolve, reject });
-        child.send({ id, cmd, ...fields });
-      });
-    },
-    exited: new Promise((resolve) => child.once('exit', resolve)),
-  };
-}
-
-// CPU seconds (user + system) of a process, all threads, from /proc (Linux; 100 Hz ticks).
-function cpuOf(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
-
-// CPU seconds per thread name (node = the JS main thread, tokio-runtime-w = tokio workers, …).
-function threadsCpu(pid) {
-  const byName = {};
-  try {
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      byName[name] = (byName[name] ?? 0) + cpuOf(`${pid}/task/${tid}`);
-    }
-  } catch {
-    // exited
-  }
-  return byName;
-}
-
-// Busy, softirq and total CPU seconds of the whole machine (every core).
-function machineCpu() {
-  try {
-    const [, ...t] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).map(Number);
-    const total = t.slice(0, 8).reduce((a, b) => a + b, 0);
-    return { busy: (total - t[3] - t[4] - (t[7] ?? 0)) / 100, softirq: (t[6] ?? 0) / 100, total: total / 100 };
-  } catch {
-    return { busy: 0, softirq: 0, total: 0 };
-  }
-}
 
 function cpuSnapshot(server, clients) {
   return {

@@ -1,0 +1,80 @@
+// Helpers the multi-process benchmarks share: a forked child answering requests over IPC, and CPU
+// accounting from /proc (Linux).
+const fs = require('node:fs');
+const { fork } = require('node:child_process');
+
+/** Forks `file` as `role`; `request(cmd, fields)` resolves with the child's reply. */
+function spawnChild(file, role, args) {
+  const child = fork(file, [role, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let nextId = 0;
+  const waiting = new Map();
+  let onReady;
+  const ready = new Promise((resolve, reject) => {
+    onReady = resolve;
+    child.once('exit', (code) => reject(new Error(`${role} exited (${code}) before it was ready`)));
+  });
+  child.on('message', (msg) => {
+    if (msg.ready) return onReady();
+    const w = waiting.get(msg.id);
+    if (!w) return; // a reply that arrived after the child's exit was handled
+    waiting.delete(msg.id);
+    if (msg.ok) w.resolve(msg.reply);
+    else w.reject(new Error(`${role}: ${msg.error}`));
+  });
+  child.on('exit', (code) => {
+    for (const w of waiting.values()) w.reject(new Error(`${role} exited (${code})`));
+    waiting.clear();
+  });
+  return {
+    child,
+    ready,
+    request(cmd, fields = {}) {
+      const id = ++nextId;
+      return new Promise((resolve, reject) => {
+        waiting.set(id, { resolve, reject });
+        child.send({ id, cmd, ...fields });
+      });
+    },
+    exited: new Promise((resolve) => child.once('exit', resolve)),
+  };
+}
+
+/** CPU seconds (user + system) of a process or `pid/task/tid`, from /proc (100 Hz ticks). */
+function cpuOf(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds per thread name (node = the JS main thread, tokio-runtime-w = tokio workers, …). */
+function threadsCpu(pid) {
+  const byName = {};
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      byName[name] = (byName[name] ?? 0) + cpuOf(`${pid}/task/${tid}`);
+    }
+  } catch {
+    // exited
+  }
+  return byName;
+}
+
+/** Busy, stolen (by the hypervisor), softirq and total CPU seconds of the whole machine. */
+function machineCpu() {
+  try {
+    const [, ...t] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already counted in user)
+    const total = t.slice(0, 8).reduce((a, b) => a + b, 0);
+    const steal = t[7] ?? 0;
+    return { busy: (total - t[3] - t[4] - steal) / 100, steal: steal / 100, softirq: (t[6] ?? 0) / 100, total: total / 100 };
+  } catch {
+    return { busy: 0, steal: 0, softirq: 0, total: 0 };
+  }
+}
+
+module.exports = { spawnChild, cpuOf, threadsCpu, machineCpu };
