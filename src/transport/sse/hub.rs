@@ -2,9 +2,9 @@
 //! stream's queue. A stream registers under the hub's lock after taking its replay snapshot, so
 //! the replay (store, then ring) and the live queue meet with no gap and no duplicate.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use axum::body::Bytes;
 
@@ -69,11 +69,16 @@ struct State {
     /// after the last one it evicted).
     covered_from: u64,
     clients: Vec<Client>,
+    /// One shared filter per distinct selection/grant, so a broadcast checks each event once per
+    /// distinct filter rather than once per stream (thousands of streams usually share a few).
+    filters: HashMap<String, Weak<Filter>>,
 }
 
 struct Client {
     id: u64,
-    filter: Filter,
+    filter: Arc<Filter>,
+    /// The filter's key in `State::filters`.
+    key: String,
     tx: mpsc::Sender<Outbound>,
 }
 
@@ -95,6 +100,16 @@ impl Drop for Connection {
     }
 }
 
+impl State {
+    /// Drops a closed stream's hold on its shared filter (the entry goes with the last holder).
+    fn forget_filter(&mut self, client: Client) {
+        let Client { filter, key, .. } = client;
+        if Arc::strong_count(&filter) == 1 {
+            self.filters.remove(&key);
+        }
+    }
+}
+
 impl Hub {
     pub fn new(
         store: Arc<dyn Store>,
@@ -108,6 +123,7 @@ impl Hub {
                 ring: VecDeque::with_capacity(ring_size.min(65_536)),
                 covered_from,
                 clients: Vec::new(),
+                filters: HashMap::new(),
             }),
             store,
             metrics,
@@ -144,9 +160,19 @@ impl Hub {
             .ring
             .back()
             .map_or(state.covered_from, |e| e.position.max(state.covered_from));
+        let key = format!("{filter:?}");
+        let shared = match state.filters.get(&key).and_then(Weak::upgrade) {
+            Some(existing) => existing,
+            None => {
+                let shared = Arc::new(filter);
+                state.filters.insert(key.clone(), Arc::downgrade(&shared));
+                shared
+            }
+        };
         state.clients.push(Client {
             id,
-            filter,
+            filter: shared,
+            key,
             tx: tx.clone(),
         });
         Metrics::add(&self.metrics.sse_connections, 1);
@@ -162,9 +188,9 @@ impl Hub {
 
     fn remove(&self, id: u64) {
         let mut state = self.lock();
-        let before = state.clients.len();
-        state.clients.retain(|c| c.id != id);
-        if state.clients.len() < before {
+        if let Some(i) = state.clients.iter().position(|c| c.id == id) {
+            let client = state.clients.swap_remove(i);
+            state.forget_filter(client);
             self.metrics.sse_connections.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -174,6 +200,7 @@ impl Hub {
         let mut state = self.lock();
         let n = state.clients.len() as u64;
         state.clients.clear();
+        state.filters.clear();
         self.metrics.sse_connections.fetch_sub(n, Ordering::Relaxed);
     }
 
@@ -198,9 +225,20 @@ impl Hub {
             }
         }
         let frames: Vec<Arc<Frame>> = events.iter().map(|e| Frame::new(e.clone())).collect();
+        // Which frames each distinct filter accepts, worked out once per filter.
+        let mut accepted: HashMap<*const Filter, Vec<Arc<Frame>>> = HashMap::new();
         let mut dropped = Vec::new();
         for client in &state.clients {
-            for f in frames.iter().filter(|f| client.filter.accepts(&f.event)) {
+            let frames = accepted
+                .entry(Arc::as_ptr(&client.filter))
+                .or_insert_with(|| {
+                    frames
+                        .iter()
+                        .filter(|f| client.filter.accepts(&f.event))
+                        .cloned()
+                        .collect()
+                });
+            for f in frames.iter() {
                 if client.tx.try_send(Outbound::Event(f.clone())).is_err() {
                     dropped.push(client.id);
                     break;
@@ -208,7 +246,13 @@ impl Hub {
             }
         }
         if !dropped.is_empty() {
-            state.clients.retain(|c| !dropped.contains(&c.id));
+            let (gone, kept): (Vec<Client>, Vec<Client>) = std::mem::take(&mut state.clients)
+                .into_iter()
+                .partition(|c| dropped.contains(&c.id));
+            state.clients = kept;
+            for client in gone {
+                state.forget_filter(client);
+            }
             self.metrics
                 .sse_connections
                 .fetch_sub(dropped.len() as u64, Ordering::Relaxed);
