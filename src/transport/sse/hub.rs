@@ -1,15 +1,19 @@
-//! The SSE hub: one router subscription feeds a bounded ring of recent events and every open
-//! stream's queue. A stream registers under the hub's lock after taking its replay snapshot, so
-//! the replay (store, then ring) and the live queue meet with no gap and no duplicate.
+//! The SSE hub: one router subscription feeds a bounded ring of recent events (for replay) and
+//! one feed per distinct filter. A feed is a bounded ring of the events its filter accepts,
+//! shared by every stream with that filter; each stream reads it with its own cursor. Publishing
+//! an event therefore costs a match and a push per distinct filter, not a queue push per stream.
+//! A stream registers under the hub's lock after taking its replay snapshot, so the replay (store,
+//! then ring) and the live feed meet with no gap and no duplicate.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Poll;
 
 use axum::body::Bytes;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use futures_util::task::AtomicWaker;
 
 use super::Filter;
 use crate::error::Result;
@@ -54,6 +58,92 @@ impl Frame {
     }
 }
 
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The live events one distinct filter accepts, in order, numbered by a sequence of its own.
+struct Feed {
+    filter: Filter,
+    key: String,
+    ring: Mutex<FeedRing>,
+}
+
+struct FeedRing {
+    frames: VecDeque<Arc<Frame>>,
+    /// The sequence number of `frames[0]`.
+    first: u64,
+}
+
+impl FeedRing {
+    fn next(&self) -> u64 {
+        self.first + self.frames.len() as u64
+    }
+}
+
+/// What a read of a feed found.
+enum Read {
+    Frames(Vec<Outbound>, u64),
+    Nothing,
+    /// The cursor fell out of the ring: the stream was too slow.
+    Behind,
+}
+
+impl Feed {
+    /// Appends frames, keeping at most `capacity`; returns the oldest sequence still held.
+    fn push(&self, frames: Vec<Arc<Frame>>, capacity: usize) -> u64 {
+        let mut ring = locked(&self.ring);
+        for f in frames {
+            if ring.frames.len() == capacity {
+                ring.frames.pop_front();
+                ring.first += 1;
+            }
+            ring.frames.push_back(f);
+        }
+        ring.first
+    }
+
+    fn read(&self, cursor: u64, max: usize) -> Read {
+        let ring = locked(&self.ring);
+        if cursor < ring.first {
+            return Read::Behind;
+        }
+        let start = (cursor - ring.first) as usize;
+        if start >= ring.frames.len() {
+            return Read::Nothing;
+        }
+        let out: Vec<Outbound> = ring
+            .frames
+            .range(start..)
+            .take(max)
+            .map(|f| Outbound::Event(f.clone()))
+            .collect();
+        let next = cursor + out.len() as u64;
+        Read::Frames(out, next)
+    }
+}
+
+/// A stream's position in its feed, visible to the hub so it can drop a stream too far behind,
+/// and its waker (one per stream: a shared waiter list made every wake-up contend on one lock).
+struct Reader {
+    cursor: AtomicU64,
+    ended: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Reader {
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// A feed and the streams reading it.
+struct FeedEntry {
+    feed: Arc<Feed>,
+    readers: HashMap<u64, Arc<Reader>>,
+}
+
 pub struct Hub {
     state: Mutex<State>,
     store: Arc<dyn Store>,
@@ -64,49 +154,62 @@ pub struct Hub {
 }
 
 struct State {
-    ring: VecDeque<SharedEvent>,
+    ring: VecDeque<Arc<Frame>>,
     /// Every event after this position has passed through the ring (the ring still holds those
     /// after the last one it evicted).
     covered_from: u64,
-    clients: Vec<Client>,
-    /// One shared filter per distinct selection/grant, so a broadcast checks each event once per
-    /// distinct filter rather than once per stream (thousands of streams usually share a few).
-    filters: HashMap<String, Weak<Filter>>,
+    /// By filter key (`format!("{filter:?}")`): thousands of streams usually share a few.
+    feeds: HashMap<String, FeedEntry>,
+    connections: usize,
 }
 
-struct Client {
-    id: u64,
-    filter: Arc<Filter>,
-    /// The filter's key in `State::filters`.
-    key: String,
-    tx: mpsc::Sender<Outbound>,
-}
-
-/// An open stream: its replay from the store (if any) comes first, then `rx`.
+/// An open stream: its replay from the store (if any) comes first, then the ring's part of the
+/// replay, then its feed from where it registered.
 pub struct Connection {
     pub id: u64,
-    /// Store replay range (after, up to and including), read before `rx`.
+    /// Store replay range (after, up to and including), read before the rest.
     pub store_replay: Option<(u64, u64)>,
     /// The newest position the hub had when the stream registered: a client that resumes
-    /// after it misses nothing (what follows comes through `rx`).
+    /// after it misses nothing (what follows comes through the feed).
     pub head: u64,
-    pub rx: mpsc::Receiver<Outbound>,
+    backlog: VecDeque<Outbound>,
+    feed: Arc<Feed>,
+    reader: Arc<Reader>,
+    cursor: u64,
     hub: Arc<Hub>,
+}
+
+impl Connection {
+    /// The next messages (at least one) after the store replay, or None once the stream was
+    /// dropped as too slow or the hub closed.
+    pub async fn next(&mut self, max: usize) -> Option<Vec<Outbound>> {
+        if !self.backlog.is_empty() {
+            let n = max.min(self.backlog.len());
+            return Some(self.backlog.drain(..n).collect());
+        }
+        std::future::poll_fn(|cx| {
+            // Registered before looking, so a push between the look and the wait still wakes us.
+            self.reader.waker.register(cx.waker());
+            if self.reader.ended.load(Ordering::Acquire) {
+                return Poll::Ready(None);
+            }
+            match self.feed.read(self.cursor, max) {
+                Read::Frames(out, next) => {
+                    self.cursor = next;
+                    self.reader.cursor.store(next, Ordering::Release);
+                    Poll::Ready(Some(out))
+                }
+                Read::Behind => Poll::Ready(None),
+                Read::Nothing => Poll::Pending,
+            }
+        })
+        .await
+    }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.hub.remove(self.id);
-    }
-}
-
-impl State {
-    /// Drops a closed stream's hold on its shared filter (the entry goes with the last holder).
-    fn forget_filter(&mut self, client: Client) {
-        let Client { filter, key, .. } = client;
-        if Arc::strong_count(&filter) == 1 {
-            self.filters.remove(&key);
-        }
+        self.hub.remove(&self.feed.key, self.id);
     }
 }
 
@@ -122,142 +225,154 @@ impl Hub {
             state: Mutex::new(State {
                 ring: VecDeque::with_capacity(ring_size.min(65_536)),
                 covered_from,
-                clients: Vec::new(),
-                filters: HashMap::new(),
+                feeds: HashMap::new(),
+                connections: 0,
             }),
             store,
             metrics,
             ring_size,
-            client_buffer,
+            client_buffer: client_buffer.max(1),
             next_id: AtomicU64::new(1),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        locked(&self.state)
     }
 
     /// Opens a stream for `filter`, replaying what it missed after `last_event_id`.
     pub fn connect(self: &Arc<Self>, filter: Filter, last_event_id: Option<u64>) -> Connection {
-        let (tx, rx) = mpsc::channel(self.client_buffer);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         let mut store_replay = None;
+        let mut backlog = VecDeque::new();
         if let Some(last) = last_event_id {
             if last < state.covered_from {
                 store_replay = Some((last, state.covered_from));
             }
-            // The ring part of the replay goes into the queue first (the queue is sized for it
-            // plus the live backlog; what does not fit drops the client like any slow one).
-            for e in state.ring.iter().filter(|e| e.position > last) {
-                if filter.accepts(e) && tx.try_send(Outbound::Event(Frame::new(e.clone()))).is_err()
-                {
-                    break;
-                }
-            }
+            backlog.extend(
+                state
+                    .ring
+                    .iter()
+                    .filter(|f| f.event.position > last && filter.accepts(&f.event))
+                    .map(|f| Outbound::Event(f.clone())),
+            );
         }
-        let head = state
-            .ring
-            .back()
-            .map_or(state.covered_from, |e| e.position.max(state.covered_from));
-        let key = format!("{filter:?}");
-        let shared = match state.filters.get(&key).and_then(Weak::upgrade) {
-            Some(existing) => existing,
-            None => {
-                let shared = Arc::new(filter);
-                state.filters.insert(key.clone(), Arc::downgrade(&shared));
-                shared
-            }
-        };
-        state.clients.push(Client {
-            id,
-            filter: shared,
-            key,
-            tx: tx.clone(),
+        let head = state.ring.back().map_or(state.covered_from, |f| {
+            f.event.position.max(state.covered_from)
         });
+        let key = format!("{filter:?}");
+        let entry = state.feeds.entry(key.clone()).or_insert_with(|| FeedEntry {
+            feed: Arc::new(Feed {
+                filter,
+                key,
+                ring: Mutex::new(FeedRing {
+                    frames: VecDeque::new(),
+                    first: 0,
+                }),
+            }),
+            readers: HashMap::new(),
+        });
+        let feed = entry.feed.clone();
+        let cursor = locked(&feed.ring).next();
+        let reader = Arc::new(Reader {
+            cursor: AtomicU64::new(cursor),
+            ended: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        });
+        entry.readers.insert(id, reader.clone());
+        state.connections += 1;
         Metrics::add(&self.metrics.sse_connections, 1);
         drop(state);
         Connection {
             id,
             store_replay,
             head,
-            rx,
+            backlog,
+            feed,
+            reader,
+            cursor,
             hub: self.clone(),
         }
     }
 
-    fn remove(&self, id: u64) {
+    fn remove(&self, key: &str, id: u64) {
         let mut state = self.lock();
-        if let Some(i) = state.clients.iter().position(|c| c.id == id) {
-            let client = state.clients.swap_remove(i);
-            state.forget_filter(client);
+        let Some(entry) = state.feeds.get_mut(key) else {
+            return;
+        };
+        if entry.readers.remove(&id).is_some() {
+            if entry.readers.is_empty() {
+                state.feeds.remove(key);
+            }
+            state.connections -= 1;
             self.metrics.sse_connections.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    /// Ends every stream (their queues close once drained).
+    /// Ends every stream.
     pub fn close_all(&self) {
         let mut state = self.lock();
-        let n = state.clients.len() as u64;
-        state.clients.clear();
-        state.filters.clear();
+        for entry in std::mem::take(&mut state.feeds).into_values() {
+            for reader in entry.readers.values() {
+                reader.end();
+            }
+        }
+        let n = std::mem::take(&mut state.connections) as u64;
         self.metrics.sse_connections.fetch_sub(n, Ordering::Relaxed);
     }
 
     pub fn connections(&self) -> usize {
-        self.lock().clients.len()
+        self.lock().connections
     }
 
-    /// Adds committed events (in position order) to the ring and every matching stream; a
-    /// stream whose queue is full is closed (its client reconnects with its last id).
+    /// Adds committed events (in position order) to the ring and to every feed whose filter
+    /// accepts them; a stream that falls out of its feed's ring is ended (its client reconnects
+    /// with its last id).
     fn publish(&self, events: &[SharedEvent]) {
+        let frames: Vec<Arc<Frame>> = events.iter().map(|e| Frame::new(e.clone())).collect();
         let mut state = self.lock();
-        for e in events {
+        for f in &frames {
             if self.ring_size == 0 {
-                state.covered_from = e.position;
+                state.covered_from = f.event.position;
             } else {
                 if state.ring.len() == self.ring_size {
                     if let Some(old) = state.ring.pop_front() {
-                        state.covered_from = old.position;
+                        state.covered_from = old.event.position;
                     }
                 }
-                state.ring.push_back(e.clone());
+                state.ring.push_back(f.clone());
             }
         }
-        let frames: Vec<Arc<Frame>> = events.iter().map(|e| Frame::new(e.clone())).collect();
-        // Which frames each distinct filter accepts, worked out once per filter.
-        let mut accepted: HashMap<*const Filter, Vec<Arc<Frame>>> = HashMap::new();
-        let mut dropped = Vec::new();
-        for client in &state.clients {
-            let frames = accepted
-                .entry(Arc::as_ptr(&client.filter))
-                .or_insert_with(|| {
-                    frames
-                        .iter()
-                        .filter(|f| client.filter.accepts(&f.event))
-                        .cloned()
-                        .collect()
-                });
-            for f in frames.iter() {
-                if client.tx.try_send(Outbound::Event(f.clone())).is_err() {
-                    dropped.push(client.id);
-                    break;
+        let mut dropped = 0usize;
+        state.feeds.retain(|_, entry| {
+            let accepted: Vec<Arc<Frame>> = frames
+                .iter()
+                .filter(|f| entry.feed.filter.accepts(&f.event))
+                .cloned()
+                .collect();
+            if accepted.is_empty() {
+                return true;
+            }
+            let first = entry.feed.push(accepted, self.client_buffer);
+            entry.readers.retain(|_, reader| {
+                if reader.cursor.load(Ordering::Acquire) < first {
+                    reader.end();
+                    dropped += 1;
+                    return false;
                 }
-            }
-        }
-        if !dropped.is_empty() {
-            let (gone, kept): (Vec<Client>, Vec<Client>) = std::mem::take(&mut state.clients)
-                .into_iter()
-                .partition(|c| dropped.contains(&c.id));
-            state.clients = kept;
-            for client in gone {
-                state.forget_filter(client);
-            }
+                reader.waker.wake();
+                true
+            });
+            !entry.readers.is_empty()
+        });
+        if dropped > 0 {
+            state.connections -= dropped;
             self.metrics
                 .sse_connections
-                .fetch_sub(dropped.len() as u64, Ordering::Relaxed);
-            Metrics::add(&self.metrics.sse_dropped, dropped.len() as u64);
-            tracing::debug!(count = dropped.len(), "slow SSE clients dropped");
+                .fetch_sub(dropped as u64, Ordering::Relaxed);
+            Metrics::add(&self.metrics.sse_dropped, dropped as u64);
+            tracing::debug!(count = dropped, "slow SSE clients dropped");
         }
     }
 
@@ -303,5 +418,140 @@ impl Sink for HubSink {
     async fn deliver(&self, events: &[SharedEvent]) -> Vec<HandlerFailure> {
         self.0.publish(events);
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, StoredEvent};
+    use crate::store::memory::MemoryStore;
+    use crate::transport::sse::{Grant, Selection};
+
+    fn event(position: u64, event_type: &str, tenant: &str) -> SharedEvent {
+        let payload = serde_json::value::RawValue::from_string("{}".into()).expect("json");
+        Arc::new(StoredEvent::new(
+            Event {
+                id: uuid::Uuid::now_v7(),
+                event_type: event_type.into(),
+                payload,
+                timestamp: chrono::Utc::now(),
+                project_id: None,
+                tenant_id: Some(tenant.into()),
+                user_id: None,
+                metadata: None,
+                id_generated: true,
+            },
+            position,
+        ))
+    }
+
+    fn filter(types: &[&str], tenant: &str) -> Filter {
+        let selection = Selection {
+            types: Some(types.iter().map(|t| t.to_string()).collect()),
+            ..Selection::default()
+        };
+        let grant = Grant {
+            tenant_id: Some(tenant.into()),
+            ..Grant::default()
+        };
+        Filter::new(selection, grant).expect("filter")
+    }
+
+    fn hub(client_buffer: usize) -> (Arc<Hub>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        (Hub::new(store, metrics.clone(), 0, 100, client_buffer), metrics)
+    }
+
+    fn positions(batch: &[Outbound]) -> Vec<u64> {
+        batch
+            .iter()
+            .map(|m| match m {
+                Outbound::Event(f) => f.event.position,
+                Outbound::Reset => 0,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn streams_with_one_filter_share_a_feed_and_each_reads_every_event() {
+        let (hub, _) = hub(16);
+        let mut a = hub.connect(filter(&["order.*"], "t1"), None);
+        let mut b = hub.connect(filter(&["order.*"], "t1"), None);
+        let mut other = hub.connect(filter(&["user.*"], "t1"), None);
+        assert_eq!(hub.lock().feeds.len(), 2);
+        hub.publish(&[
+            event(1, "order.created", "t1"),
+            event(2, "user.created", "t1"),
+            event(3, "order.paid", "t2"),
+            event(4, "order.paid", "t1"),
+        ]);
+        assert_eq!(positions(&a.next(10).await.expect("a")), [1, 4]);
+        assert_eq!(positions(&b.next(1).await.expect("b")), [1]);
+        assert_eq!(positions(&b.next(10).await.expect("b")), [4]);
+        assert_eq!(positions(&other.next(10).await.expect("other")), [2]);
+        assert!(Arc::ptr_eq(&a.feed, &b.feed));
+        assert!(!Arc::ptr_eq(&a.feed, &other.feed));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_stream_wakes_on_the_next_matching_event() {
+        let (hub, _) = hub(16);
+        let mut a = hub.connect(filter(&["order.*"], "t1"), None);
+        let waiting = tokio::spawn(async move { a.next(10).await.map(|b| positions(&b)) });
+        tokio::task::yield_now().await;
+        hub.publish(&[event(1, "user.created", "t1")]);
+        hub.publish(&[event(2, "order.created", "t1")]);
+        assert_eq!(waiting.await.expect("join"), Some(vec![2]));
+    }
+
+    #[tokio::test]
+    async fn a_stream_a_whole_buffer_behind_is_ended_and_counted_while_others_go_on() {
+        let (hub, metrics) = hub(4);
+        let mut slow = hub.connect(filter(&["**"], "t1"), None);
+        let mut fast = hub.connect(filter(&["**"], "t1"), None);
+        for p in 1..=4 {
+            hub.publish(&[event(p, "a.b", "t1")]);
+            assert_eq!(positions(&fast.next(10).await.expect("fast")), [p]);
+        }
+        assert_eq!(metrics.sse_dropped.load(Ordering::Relaxed), 0);
+        hub.publish(&[event(5, "a.b", "t1")]);
+        assert_eq!(metrics.sse_dropped.load(Ordering::Relaxed), 1);
+        assert!(slow.next(10).await.is_none());
+        assert_eq!(positions(&fast.next(10).await.expect("fast")), [5]);
+        assert_eq!(hub.connections(), 1);
+        drop(slow);
+        drop(fast);
+        assert_eq!(hub.connections(), 0);
+        assert_eq!(metrics.sse_connections.load(Ordering::Relaxed), 0);
+        assert!(hub.lock().feeds.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_resuming_stream_gets_the_ring_then_live_events_with_no_gap() {
+        let (hub, _) = hub(16);
+        hub.publish(&[event(1, "a.b", "t1"), event(2, "a.b", "t2")]);
+        hub.publish(&[event(3, "a.b", "t1")]);
+        let mut resumed = hub.connect(filter(&["**"], "t1"), Some(1));
+        assert_eq!(resumed.store_replay, None);
+        assert_eq!(resumed.head, 3);
+        hub.publish(&[event(4, "a.b", "t1")]);
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            seen.extend(positions(&resumed.next(10).await.expect("resumed")));
+        }
+        assert_eq!(seen, [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn closing_the_hub_ends_waiting_streams() {
+        let (hub, metrics) = hub(16);
+        let mut a = hub.connect(filter(&["**"], "t1"), None);
+        let waiting = tokio::spawn(async move { a.next(10).await.is_none() });
+        tokio::task::yield_now().await;
+        hub.close_all();
+        assert!(waiting.await.expect("join"));
+        assert_eq!(metrics.sse_connections.load(Ordering::Relaxed), 0);
     }
 }

@@ -381,14 +381,6 @@ impl Stream {
                 }
             }
         }
-        let first = self.connection.rx.recv().await?;
-        let mut out = vec![first];
-        while out.len() < max {
-            match self.connection.rx.try_recv() {
-                Ok(m) => out.push(m),
-                Err(_) => break,
-            }
-        }
-        Some(out)
+        self.connection.next(max).await
     }
 }
