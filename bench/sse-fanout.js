@@ -48,6 +48,7 @@ const { randomUUID } = require('node:crypto');
 const { performance, monitorEventLoopDelay } = require('node:perf_hooks');
 const processes = require('./lib/processes');
 const { cpuOf, threadsCpu, machineCpu } = processes;
+const path = require('node:path');
 const spawnChild = (role, args) => processes.spawnChild(__filename, role, args);
 
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
@@ -55,8 +56,10 @@ const NS = list(process.env.BENCH_SSE_CLIENTS || '1000,5000,10000').map(Number);
 const IMPLS = list(process.env.BENCH_SSE_IMPLS || 'bus,nest');
 const RATE = Number(process.env.BENCH_SSE_RATE || 100);
 const SECONDS = Number(process.env.BENCH_SSE_SECONDS || 10);
-const CLIENT_PROCS = Number(process.env.BENCH_SSE_CLIENT_PROCS || 4);
-const CLIENT_KIND = process.env.BENCH_SSE_CLIENT || 'net';
+const CLIENT_KIND = process.env.BENCH_SSE_CLIENT || 'native';
+const CLIENT_PROCS = Number(process.env.BENCH_SSE_CLIENT_PROCS || (CLIENT_KIND === 'native' ? 2 : 4));
+// The native client (bench/sse-client, built by `npm run bench:sse`).
+const NATIVE_CLIENT = path.join(__dirname, 'sse-client/target/release/sse-bench-client');
 const P99_MS = Number(process.env.BENCH_SSE_P99_MS || 100);
 const SEARCH = process.env.BENCH_SSE_SEARCH !== '0';
 const LADDER = list(process.env.BENCH_SSE_LADDER || '250,500,750,1000,1500,2000,3000,5000,7500,10000,12500,15000').map(Number);
@@ -613,7 +616,9 @@ async function runCase(impl, n) {
     await sleep(1000);
     const rssBefore = rssKb(server.child.pid);
     const k = Math.min(CLIENT_PROCS, n);
-    const clients = Array.from({ length: k }, () => spawnChild('clients', []));
+    const clients = Array.from({ length: k }, () =>
+      CLIENT_KIND === 'native' ? processes.spawnNative(NATIVE_CLIENT, 'clients') : spawnChild('clients', []),
+    );
     children.push(...clients);
     await Promise.all(clients.map((c) => c.ready));
     if (PIN) for (const c of clients) pin(c, 0);
@@ -739,7 +744,11 @@ async function parentMain() {
     seconds: SECONDS,
     clientProcesses: CLIENT_PROCS,
     pinned: PIN ? 'server on CPU 1, clients on CPU 0' : 'no',
-    client: CLIENT_KIND === 'http' ? 'node:http (agent: false) + SSE splitter' : 'node:net with onread (shared buffer) + hand-written GET, chunked decoder, SSE splitter (indexOf)',
+    client: {
+      native: 'bench/sse-client (Rust, one thread per process: tokio current_thread, one shared read buffer, chunked decoder, SSE splitter with memmem)',
+      http: 'node:http (agent: false) + SSE splitter',
+      net: 'node:net with onread (shared buffer) + hand-written GET, chunked decoder, SSE splitter (indexOf)',
+    }[CLIENT_KIND],
     p99TargetMs: P99_MS,
     loadavg: require('node:os').loadavg().map((x) => +x.toFixed(2)),
   });

@@ -1,7 +1,8 @@
 // Helpers the multi-process benchmarks share: a forked child answering requests over IPC, and CPU
 // accounting from /proc (Linux).
 const fs = require('node:fs');
-const { fork } = require('node:child_process');
+const readline = require('node:readline');
+const { fork, spawn } = require('node:child_process');
 
 /** Forks `file` as `role`; `request(cmd, fields)` resolves with the child's reply. */
 function spawnChild(file, role, args) {
@@ -33,6 +34,47 @@ function spawnChild(file, role, args) {
       return new Promise((resolve, reject) => {
         waiting.set(id, { resolve, reject });
         child.send({ id, cmd, ...fields });
+      });
+    },
+    exited: new Promise((resolve) => child.once('exit', resolve)),
+  };
+}
+
+/**
+ * Starts a native helper speaking the same request/reply protocol as JSON lines on stdin/stdout
+ * (`{"ready":true}` first); same shape as spawnChild's result.
+ */
+function spawnNative(binary, role, args = []) {
+  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let nextId = 0;
+  const waiting = new Map();
+  let onReady;
+  const ready = new Promise((resolve, reject) => {
+    onReady = resolve;
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`${role} exited (${code}) before it was ready`)));
+  });
+  readline.createInterface({ input: child.stdout }).on('line', (text) => {
+    const msg = JSON.parse(text);
+    if (msg.ready) return onReady();
+    const w = waiting.get(msg.id);
+    if (!w) return;
+    waiting.delete(msg.id);
+    if (msg.ok) w.resolve(msg.reply);
+    else w.reject(new Error(`${role}: ${msg.error}`));
+  });
+  child.on('exit', (code) => {
+    for (const w of waiting.values()) w.reject(new Error(`${role} exited (${code})`));
+    waiting.clear();
+  });
+  return {
+    child,
+    ready,
+    request(cmd, fields = {}) {
+      const id = ++nextId;
+      return new Promise((resolve, reject) => {
+        waiting.set(id, { resolve, reject });
+        child.stdin.write(`${JSON.stringify({ id, cmd, ...fields })}\n`);
       });
     },
     exited: new Promise((resolve) => child.once('exit', resolve)),
@@ -77,4 +119,4 @@ function machineCpu() {
   }
 }
 
-module.exports = { spawnChild, cpuOf, threadsCpu, machineCpu };
+module.exports = { spawnChild, spawnNative, cpuOf, threadsCpu, machineCpu };
