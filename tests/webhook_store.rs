@@ -1238,3 +1238,70 @@ conformance!(
     archived_events_are_still_delivered,
     publishes_through_typed_helper_match_patterns,
 );
+
+/// Whether the outbox trigger is installed on the log (PostgreSQL).
+async fn outbox_trigger(store: &TestStore) -> bool {
+    let pool = sqlx::PgPool::connect(&store.url).await.expect("connect");
+    let present: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger
+           WHERE tgrelid = 'event_bus_events'::regclass AND tgname = 'event_bus_webhook_outbox')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("pg_trigger");
+    pool.close().await;
+    present
+}
+
+/// Appends pay for the outbox trigger only while an endpoint exists: the first registration
+/// installs it, removing the last drops it, and registrations racing from two buses (two pools)
+/// neither deadlock nor lose it.
+#[tokio::test]
+async fn postgres_outbox_trigger_exists_only_while_an_endpoint_does() {
+    let store = TestStore::postgres().await;
+    let bus = store.open(NO_WORKERS).await;
+    let other = store.open(NO_WORKERS).await;
+    assert!(!outbox_trigger(&store).await, "no endpoint: no trigger");
+    let before = publish(&bus, r#"{"type":"a.b","payload":0}"#).await;
+
+    let (new_x, new_y) = (
+        endpoint(&["a.*"], None, None),
+        endpoint(&["a.*"], None, None),
+    );
+    let (x, y) = tokio::join!(
+        webhooks(&bus).insert_endpoint(&new_x),
+        webhooks(&other).insert_endpoint(&new_y),
+    );
+    let (x, y) = (x.expect("register x"), y.expect("register y"));
+    assert!(outbox_trigger(&store).await);
+    let after = publish(&other, r#"{"type":"a.b","payload":1}"#).await;
+    assert_eq!(positions_of(&bus, x.id).await, vec![after]);
+    assert_eq!(positions_of(&bus, y.id).await, vec![after]);
+    assert!(before < after);
+
+    assert!(webhooks(&bus)
+        .remove_endpoint(x.id)
+        .await
+        .expect("remove x"));
+    assert!(outbox_trigger(&store).await, "y is still registered");
+    let new_z = endpoint(&["a.*"], None, None);
+    let (removed, again) = tokio::join!(
+        webhooks(&other).remove_endpoint(y.id),
+        webhooks(&bus).insert_endpoint(&new_z),
+    );
+    assert!(removed.expect("remove y"));
+    let z = again.expect("register z");
+    assert!(outbox_trigger(&store).await, "z registered while y went");
+    let last = publish(&bus, r#"{"type":"a.b","payload":2}"#).await;
+    assert_eq!(positions_of(&bus, z.id).await, vec![last]);
+    assert!(webhooks(&other)
+        .remove_endpoint(z.id)
+        .await
+        .expect("remove z"));
+    assert!(
+        !outbox_trigger(&store).await,
+        "the last endpoint took the trigger with it"
+    );
+    bus.close().await;
+    other.close().await;
+}

@@ -36,6 +36,11 @@ fn migrations(backend: Backend) -> Vec<Migration> {
                 "webhooks",
                 include_str!("../../migrations/postgres/0004_webhooks.sql"),
             ),
+            (
+                5,
+                "webhook outbox on demand",
+                include_str!("../../migrations/postgres/0005_webhook_outbox_on_demand.sql"),
+            ),
         ],
         // Each backend numbers its migrations on its own: SQLite has no stored functions, so the
         // SQL-side publish (PostgreSQL migration 2) has no SQLite counterpart.

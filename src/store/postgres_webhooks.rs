@@ -1,5 +1,6 @@
-//! Webhook state on PostgreSQL (migrations/postgres/0004_webhooks.sql). Delivery rows are written
-//! by the outbox trigger in each appending transaction; this claims, records and lists them.
+//! Webhook state on PostgreSQL (migrations/postgres/0004_webhooks.sql, 0005). Delivery rows are
+//! written by the outbox trigger in each appending transaction (present while any endpoint is);
+//! this registers endpoints, claims, records and lists deliveries.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -93,9 +94,31 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+async fn lock_endpoints(tx: &mut Tx) -> sqlx::Result<()> {
+    sqlx::query("LOCK TABLE event_bus_webhook_endpoints IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// The outbox trigger exists while any endpoint does (migration 5).
+async fn sync_outbox(tx: &mut Tx) -> sqlx::Result<()> {
+    sqlx::query("SELECT event_bus_sync_webhook_outbox()")
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
 #[async_trait]
 impl WebhookStore for PostgresStore {
     async fn insert_endpoint(&self, e: &NewEndpoint) -> Result<Endpoint> {
+        let fail = |e| unavailable("registering a webhook endpoint", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        // First, so concurrent registrations and removals queue here rather than deadlock
+        // upgrading their locks in event_bus_sync_webhook_outbox.
+        lock_endpoints(&mut tx).await.map_err(fail)?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO event_bus_webhook_endpoints
                (id, url, events, type_regex, tenant_id, project_id, description, secret)
@@ -110,9 +133,11 @@ impl WebhookStore for PostgresStore {
         .bind(&e.project_id)
         .bind(&e.description)
         .bind(&e.secret)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|e| unavailable("registering a webhook endpoint", e))?;
+        .map_err(fail)?;
+        sync_outbox(&mut tx).await.map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
         endpoint_row(&row)
     }
 
@@ -126,6 +151,13 @@ impl WebhookStore for PostgresStore {
         .await
         .map_err(|e| unavailable("listing webhook endpoints", e))?;
         rows.iter().map(endpoint_row).collect()
+    }
+
+    async fn has_endpoints(&self) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_bus_webhook_endpoints)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| unavailable("looking for webhook endpoints", e))
     }
 
     async fn endpoint(&self, id: Uuid) -> Result<Option<Endpoint>> {
@@ -180,11 +212,16 @@ impl WebhookStore for PostgresStore {
     }
 
     async fn remove_endpoint(&self, id: Uuid) -> Result<bool> {
+        let fail = |e| unavailable("removing a webhook endpoint", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        lock_endpoints(&mut tx).await.map_err(fail)?;
         let done = sqlx::query("DELETE FROM event_bus_webhook_endpoints WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| unavailable("removing a webhook endpoint", e))?;
+            .map_err(fail)?;
+        sync_outbox(&mut tx).await.map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
         Ok(done.rows_affected() > 0)
     }
 
