@@ -372,6 +372,7 @@ impl EventBus {
             inner.store.clone(),
             inner.config.webhook.clone(),
             inner.metrics.clone(),
+            inner.webhooks.endpoints_hint(),
             on_disabled,
             self.child_span(info_span!(parent: &inner.span, "webhooks")),
         )?;

@@ -209,6 +209,11 @@ pub trait WebhookStore: Send + Sync {
     /// Every endpoint, or those of one tenant; oldest first.
     async fn endpoints(&self, tenant_id: Option<&str>) -> Result<Vec<Endpoint>>;
 
+    /// Whether any endpoint exists (the workers look for deliveries on every commit only then).
+    async fn has_endpoints(&self) -> Result<bool> {
+        Ok(!self.endpoints(None).await?.is_empty())
+    }
+
     async fn endpoint(&self, id: Uuid) -> Result<Option<Endpoint>>;
 
     /// None when there is no such endpoint. Re-enabling resets the failure count.

@@ -79,6 +79,7 @@ pub fn spawn(
     store: Arc<dyn Store>,
     config: WebhookConfig,
     metrics: Arc<Metrics>,
+    endpoints: Arc<AtomicBool>,
     on_disabled: OnDisabled,
     span: tracing::Span,
 ) -> Result<Workers> {
@@ -97,6 +98,7 @@ pub fn spawn(
         metrics,
         stopped: stopped.clone(),
         wake: wake.clone(),
+        endpoints,
     };
     let task = tokio::spawn(pool.run(on_disabled).instrument(span));
     Ok(Workers {
@@ -114,6 +116,8 @@ struct Pool {
     metrics: Arc<Metrics>,
     stopped: Arc<AtomicBool>,
     wake: Arc<Notify>,
+    /// Whether endpoints exist, as of the last poll (or registered here since).
+    endpoints: Arc<AtomicBool>,
 }
 
 /// Deliveries claimed and not yet recorded, per endpoint (bounded so one endpoint's backlog
@@ -121,6 +125,26 @@ struct Pool {
 type Claimed = Arc<Mutex<HashMap<Uuid, usize>>>;
 
 impl Pool {
+    /// Waits for the poll timer or a commit. Commits count only while endpoints exist: without
+    /// any, a claim per commit would cost every publish a query that finds nothing.
+    async fn idle(&self) {
+        let timer = tokio::time::sleep(self.config.poll_interval);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                _ = &mut timer => break,
+                _ = self.wake.notified() => {
+                    if self.endpoints.load(Ordering::Acquire) || self.stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
+                }
+            }
+        }
+        // An error leaves the hint on: the claim that follows reports the failure.
+        let any = self.store.webhooks().has_endpoints().await.unwrap_or(true);
+        self.endpoints.store(any, Ordering::Release);
+    }
+
     async fn run(self, on_disabled: OnDisabled) {
         let pool = Arc::new(self);
         let (outcomes, recorded) = mpsc::unbounded_channel::<Outcome>();
@@ -177,10 +201,7 @@ impl Pool {
                 }
             };
             if due.is_empty() {
-                tokio::select! {
-                    _ = tokio::time::sleep(pool.config.poll_interval) => {}
-                    _ = pool.wake.notified() => {}
-                }
+                pool.idle().await;
                 continue;
             }
             for delivery in due {

@@ -6,6 +6,7 @@ pub mod signing;
 pub mod ssrf;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -171,6 +172,7 @@ fn check_ip(ip: IpAddr) -> Result<()> {
 pub struct Webhooks {
     store: Arc<dyn Store>,
     config: WebhookConfig,
+    endpoints_hint: Arc<AtomicBool>,
 }
 
 /// An endpoint with the secret to show once (on register and on rotation).
@@ -181,7 +183,17 @@ pub struct WithSecret {
 
 impl Webhooks {
     pub fn new(store: Arc<dyn Store>, config: WebhookConfig) -> Webhooks {
-        Webhooks { store, config }
+        Webhooks {
+            store,
+            config,
+            endpoints_hint: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Set when an endpoint is registered here: this instance's workers then look for
+    /// deliveries on every commit at once, not only after their next poll finds the endpoint.
+    pub fn endpoints_hint(&self) -> Arc<AtomicBool> {
+        self.endpoints_hint.clone()
     }
 
     fn store(&self) -> &dyn WebhookStore {
@@ -211,6 +223,7 @@ impl Webhooks {
                 secret: secret.clone(),
             })
             .await?;
+        self.endpoints_hint.store(true, Ordering::Release);
         tracing::info!(endpoint = %endpoint.id, url = %endpoint.url, "webhook endpoint registered");
         Ok(WithSecret {
             endpoint,
