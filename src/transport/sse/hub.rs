@@ -461,7 +461,10 @@ mod tests {
     fn hub(client_buffer: usize) -> (Arc<Hub>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-        (Hub::new(store, metrics.clone(), 0, 100, client_buffer), metrics)
+        (
+            Hub::new(store, metrics.clone(), 0, 100, client_buffer),
+            metrics,
+        )
     }
 
     fn positions(batch: &[Outbound]) -> Vec<u64> {
