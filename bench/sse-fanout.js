@@ -5,7 +5,7 @@
 // Processes (child_process.fork of this file; a small request/reply protocol over IPC):
 //   parent ── fork ──► server <impl>:  opens the server, publishes bench.tick at RATE ev/s from the
 //          │                          start (send time in the payload), counts its connections
-//          └─ fork ──► clients × K:    each holds N/K SSE connections, parses every event and
+//          └─ spawn ─► clients × K:    each holds N/K SSE connections, parses every event and
 //                                     histograms receive time − send time (one machine, one clock)
 // Each case (impl, N) gets a fresh server process: wait 1 s (RSS before), open N connections (K
 // client processes, CONNECT_CONCURRENCY connects in flight each, a deadline of 30 s + 2 ms × N),
@@ -25,16 +25,18 @@
 //             bus.sse before it existed, and the best a Node fan-out on the bus does
 //   nest-bus  (not run by default) the README's NestJS integration: @Sse() returning an Observable
 //             over bus.sse.stream() (one native stream per connection, Nest writes each message)
-// Clients: raw node:net sockets read through `onread` into a shared buffer, the GET written by
-// hand, a minimal chunked-encoding decoder and an SSE block splitter that finds `"seq":`, `"t":`
-// and `id:` with indexOf (the first event of each connection is also JSON.parse'd as a check).
-// BENCH_SSE_CLIENT=http uses node:http (agent: false) instead. The 2-core machine runs the clients
-// too: they compete with the server for CPU (each case reports both).
+// Clients: by default bench/sse-client (Rust, built by `npm run bench:sse`; JSON lines on
+// stdin/stdout instead of IPC), 2 processes. BENCH_SSE_CLIENT=net forks this file instead: raw
+// node:net sockets read through `onread` into a shared buffer, the GET written by hand, a minimal
+// chunked-encoding decoder and an SSE block splitter that finds `"seq":`, `"t":` and `id:` with
+// indexOf (the first event of each connection is also JSON.parse'd as a check), 4 processes;
+// BENCH_SSE_CLIENT=http uses node:http (agent: false). The 2-core machine runs the clients too:
+// they compete with the server for CPU (each case reports both).
 //
 // Run: npm run bench:sse   (release build; raises the fd limit to 65536, or to the hard limit)
 // Knobs (environment): BENCH_SSE_CLIENTS (N list, "1000,5000,10000"), BENCH_SSE_IMPLS ("bus,nest"),
-// BENCH_SSE_RATE (100), BENCH_SSE_SECONDS (10), BENCH_SSE_CLIENT_PROCS (4), BENCH_SSE_CLIENT
-// (net|http), BENCH_SSE_P99_MS (100), BENCH_SSE_SEARCH (1: also run the step-up search; 0: no),
+// BENCH_SSE_RATE (100), BENCH_SSE_SECONDS (10), BENCH_SSE_CLIENT_PROCS (2 native, 4 Node),
+// BENCH_SSE_CLIENT (native|net|http), BENCH_SSE_P99_MS (100), BENCH_SSE_SEARCH (1: also run the step-up search; 0: no),
 // BENCH_SSE_LADDER (the search's N steps), BENCH_SSE_TYPES (the bus's ?types= filter, "bench.*";
 // empty: none), BENCH_SSE_MAX_MISSED (fraction of events a held load may miss, 0.001),
 // BENCH_SSE_PIN=1 (server on CPU 1, clients on CPU 0), BENCH_SSE_MAX_RSS_MB (a server past it is

@@ -4,48 +4,12 @@ const fs = require('node:fs');
 const readline = require('node:readline');
 const { fork, spawn } = require('node:child_process');
 
-/** Forks `file` as `role`; `request(cmd, fields)` resolves with the child's reply. */
-function spawnChild(file, role, args) {
-  const child = fork(file, [role, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  let nextId = 0;
-  const waiting = new Map();
-  let onReady;
-  const ready = new Promise((resolve, reject) => {
-    onReady = resolve;
-    child.once('exit', (code) => reject(new Error(`${role} exited (${code}) before it was ready`)));
-  });
-  child.on('message', (msg) => {
-    if (msg.ready) return onReady();
-    const w = waiting.get(msg.id);
-    if (!w) return; // a reply that arrived after the child's exit was handled
-    waiting.delete(msg.id);
-    if (msg.ok) w.resolve(msg.reply);
-    else w.reject(new Error(`${role}: ${msg.error}`));
-  });
-  child.on('exit', (code) => {
-    for (const w of waiting.values()) w.reject(new Error(`${role} exited (${code})`));
-    waiting.clear();
-  });
-  return {
-    child,
-    ready,
-    request(cmd, fields = {}) {
-      const id = ++nextId;
-      return new Promise((resolve, reject) => {
-        waiting.set(id, { resolve, reject });
-        child.send({ id, cmd, ...fields });
-      });
-    },
-    exited: new Promise((resolve) => child.once('exit', resolve)),
-  };
-}
-
 /**
- * Starts a native helper speaking the same request/reply protocol as JSON lines on stdin/stdout
- * (`{"ready":true}` first); same shape as spawnChild's result.
+ * Request/reply bookkeeping for a child process, whatever carries the messages: `send(msg)` writes
+ * a request; feed each message the child sends to `receive` (`{ ready: true }` first, then
+ * `{ id, ok, reply | error }`). `request(cmd, fields)` resolves with the child's reply.
  */
-function spawnNative(binary, role, args = []) {
-  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+function connect(child, role, send) {
   let nextId = 0;
   const waiting = new Map();
   let onReady;
@@ -54,31 +18,47 @@ function spawnNative(binary, role, args = []) {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`${role} exited (${code}) before it was ready`)));
   });
-  readline.createInterface({ input: child.stdout }).on('line', (text) => {
-    const msg = JSON.parse(text);
-    if (msg.ready) return onReady();
-    const w = waiting.get(msg.id);
-    if (!w) return;
-    waiting.delete(msg.id);
-    if (msg.ok) w.resolve(msg.reply);
-    else w.reject(new Error(`${role}: ${msg.error}`));
-  });
   child.on('exit', (code) => {
     for (const w of waiting.values()) w.reject(new Error(`${role} exited (${code})`));
     waiting.clear();
   });
-  return {
+  const receive = (msg) => {
+    if (msg.ready) return onReady();
+    const w = waiting.get(msg.id);
+    if (!w) return; // a reply that arrived after the child's exit was handled
+    waiting.delete(msg.id);
+    if (msg.ok) w.resolve(msg.reply);
+    else w.reject(new Error(`${role}: ${msg.error}`));
+  };
+  const handle = {
     child,
     ready,
     request(cmd, fields = {}) {
       const id = ++nextId;
       return new Promise((resolve, reject) => {
         waiting.set(id, { resolve, reject });
-        child.stdin.write(`${JSON.stringify({ id, cmd, ...fields })}\n`);
+        send({ id, cmd, ...fields });
       });
     },
     exited: new Promise((resolve) => child.once('exit', resolve)),
   };
+  return { receive, handle };
+}
+
+/** Forks `file` as `role`, talking over the IPC channel. */
+function spawnChild(file, role, args) {
+  const child = fork(file, [role, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const { receive, handle } = connect(child, role, (msg) => child.send(msg));
+  child.on('message', receive);
+  return handle;
+}
+
+/** Starts a native helper speaking the same protocol as JSON lines on stdin/stdout. */
+function spawnNative(binary, role, args = []) {
+  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  const { receive, handle } = connect(child, role, (msg) => child.stdin.write(`${JSON.stringify(msg)}\n`));
+  readline.createInterface({ input: child.stdout }).on('line', (text) => receive(JSON.parse(text)));
+  return handle;
 }
 
 /** CPU seconds (user + system) of a process or `pid/task/tid`, from /proc (100 Hz ticks). */
