@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { execFileSync } from 'node:child_process';
 import { EventSource } from 'eventsource';
 import { EventBus, EventBusOptions } from '@situs/event-bus';
 import { postgresStore } from './stores';
@@ -22,6 +23,13 @@ interface Parsed {
 }
 
 /** A raw SSE client on node:http: every block as parsed, the response, and the request to abort. */
+/** Established TCP sockets on the server's side of `url`'s port (Linux `ss`). */
+function establishedServerSockets(url: string): number {
+  const port = new URL(url).port;
+  const out = execFileSync('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l.trim()).length;
+}
+
 function rawClient(url: string, headers: Record<string, string> = {}) {
   const blocks: Parsed[] = [];
   let buffer = '';
@@ -250,6 +258,9 @@ describe('SSE server', () => {
     }
     await eventually(() => fast.events().length === n, 'the fast client to get everything');
     await eventually(() => bus.metrics().sseDropped === 1, 'the slow client to be dropped');
+    // Closed on the server's side although the client still is not reading (hyper, waiting to
+    // write to it, would otherwise keep the socket): one established server socket is left.
+    await eventually(() => establishedServerSockets(server.url) === 1, 'the slow connection to be closed by the server');
     expect(fast.ended).toBe(false);
     expect(bus.metrics().sseConnections).toBe(1);
     slow.abort();

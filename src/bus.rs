@@ -423,7 +423,7 @@ impl EventBus {
         };
         self.inner
             .sse
-            .open(Filter::new(selection, grant)?, last)
+            .open(Filter::new(selection, grant)?, last, None)
             .await
     }
 

@@ -123,18 +123,30 @@ impl Feed {
     }
 }
 
+/// Called when the hub drops a stream as too slow: the transport closes its connection (a
+/// client that stopped reading never lets the stream be polled again).
+pub type OnDrop = Arc<dyn Fn() + Send + Sync>;
+
 /// A stream's position in its feed, visible to the hub so it can drop a stream too far behind,
 /// and its waker (one per stream: a shared waiter list made every wake-up contend on one lock).
 struct Reader {
     cursor: AtomicU64,
     ended: AtomicBool,
     waker: AtomicWaker,
+    on_drop: Option<OnDrop>,
 }
 
 impl Reader {
     fn end(&self) {
         self.ended.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    fn drop_slow(&self) {
+        self.end();
+        if let Some(on_drop) = &self.on_drop {
+            on_drop();
+        }
     }
 }
 
@@ -241,7 +253,12 @@ impl Hub {
     }
 
     /// Opens a stream for `filter`, replaying what it missed after `last_event_id`.
-    pub fn connect(self: &Arc<Self>, filter: Filter, last_event_id: Option<u64>) -> Connection {
+    pub fn connect(
+        self: &Arc<Self>,
+        filter: Filter,
+        last_event_id: Option<u64>,
+        on_drop: Option<OnDrop>,
+    ) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         let mut store_replay = None;
@@ -279,6 +296,7 @@ impl Hub {
             cursor: AtomicU64::new(cursor),
             ended: AtomicBool::new(false),
             waker: AtomicWaker::new(),
+            on_drop,
         });
         entry.readers.insert(id, reader.clone());
         state.connections += 1;
@@ -357,7 +375,7 @@ impl Hub {
             let first = entry.feed.push(accepted, self.client_buffer);
             entry.readers.retain(|_, reader| {
                 if reader.cursor.load(Ordering::Acquire) < first {
-                    reader.end();
+                    reader.drop_slow();
                     dropped += 1;
                     return false;
                 }
@@ -480,9 +498,9 @@ mod tests {
     #[tokio::test]
     async fn streams_with_one_filter_share_a_feed_and_each_reads_every_event() {
         let (hub, _) = hub(16);
-        let mut a = hub.connect(filter(&["order.*"], "t1"), None);
-        let mut b = hub.connect(filter(&["order.*"], "t1"), None);
-        let mut other = hub.connect(filter(&["user.*"], "t1"), None);
+        let mut a = hub.connect(filter(&["order.*"], "t1"), None, None);
+        let mut b = hub.connect(filter(&["order.*"], "t1"), None, None);
+        let mut other = hub.connect(filter(&["user.*"], "t1"), None, None);
         assert_eq!(hub.lock().feeds.len(), 2);
         hub.publish(&[
             event(1, "order.created", "t1"),
@@ -501,7 +519,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_stream_wakes_on_the_next_matching_event() {
         let (hub, _) = hub(16);
-        let mut a = hub.connect(filter(&["order.*"], "t1"), None);
+        let mut a = hub.connect(filter(&["order.*"], "t1"), None, None);
         let waiting = tokio::spawn(async move { a.next(10).await.map(|b| positions(&b)) });
         tokio::task::yield_now().await;
         hub.publish(&[event(1, "user.created", "t1")]);
@@ -512,8 +530,15 @@ mod tests {
     #[tokio::test]
     async fn a_stream_a_whole_buffer_behind_is_ended_and_counted_while_others_go_on() {
         let (hub, metrics) = hub(4);
-        let mut slow = hub.connect(filter(&["**"], "t1"), None);
-        let mut fast = hub.connect(filter(&["**"], "t1"), None);
+        let closed = Arc::new(AtomicU64::new(0));
+        let on_drop = |closed: &Arc<AtomicU64>| -> Option<OnDrop> {
+            let closed = closed.clone();
+            Some(Arc::new(move || {
+                closed.fetch_add(1, Ordering::Relaxed);
+            }))
+        };
+        let mut slow = hub.connect(filter(&["**"], "t1"), None, on_drop(&closed));
+        let mut fast = hub.connect(filter(&["**"], "t1"), None, on_drop(&closed));
         for p in 1..=4 {
             hub.publish(&[event(p, "a.b", "t1")]);
             assert_eq!(positions(&fast.next(10).await.expect("fast")), [p]);
@@ -521,6 +546,11 @@ mod tests {
         assert_eq!(metrics.sse_dropped.load(Ordering::Relaxed), 0);
         hub.publish(&[event(5, "a.b", "t1")]);
         assert_eq!(metrics.sse_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            closed.load(Ordering::Relaxed),
+            1,
+            "the slow one's connection is closed"
+        );
         assert!(slow.next(10).await.is_none());
         assert_eq!(positions(&fast.next(10).await.expect("fast")), [5]);
         assert_eq!(hub.connections(), 1);
@@ -536,7 +566,7 @@ mod tests {
         let (hub, _) = hub(16);
         hub.publish(&[event(1, "a.b", "t1"), event(2, "a.b", "t2")]);
         hub.publish(&[event(3, "a.b", "t1")]);
-        let mut resumed = hub.connect(filter(&["**"], "t1"), Some(1));
+        let mut resumed = hub.connect(filter(&["**"], "t1"), Some(1), None);
         assert_eq!(resumed.store_replay, None);
         assert_eq!(resumed.head, 3);
         hub.publish(&[event(4, "a.b", "t1")]);
@@ -550,7 +580,7 @@ mod tests {
     #[tokio::test]
     async fn closing_the_hub_ends_waiting_streams() {
         let (hub, metrics) = hub(16);
-        let mut a = hub.connect(filter(&["**"], "t1"), None);
+        let mut a = hub.connect(filter(&["**"], "t1"), None, None);
         let waiting = tokio::spawn(async move { a.next(10).await.is_none() });
         tokio::task::yield_now().await;
         hub.close_all();

@@ -3,6 +3,7 @@
 //! store. `stream()` gives the same messages to NestJS `@Sse()` controllers.
 
 pub mod hub;
+mod killable;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -299,14 +300,20 @@ impl Sse {
 
     /// Opens a stream: replay after `last_event_id` (a reset when it is older than the log),
     /// then live events, all within `filter`.
-    pub async fn open(&self, filter: Filter, last_event_id: Option<u64>) -> Result<Stream> {
+    pub async fn open(
+        &self,
+        filter: Filter,
+        last_event_id: Option<u64>,
+        on_drop: Option<hub::OnDrop>,
+    ) -> Result<Stream> {
         let hub = self.hub().await?;
         let reset = match last_event_id {
             Some(last) => hub.is_before_history(last).await?,
             None => false,
         };
         // After a reset the client refetches: it gets live events only.
-        let connection = hub.connect(filter.clone(), if reset { None } else { last_event_id });
+        let last = if reset { None } else { last_event_id };
+        let connection = hub.connect(filter.clone(), last, on_drop);
         if reset {
             Metrics::add(&self.metrics.sse_resets, 1);
         }

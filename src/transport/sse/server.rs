@@ -15,6 +15,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn, Instrument};
 
+use super::killable::{KillableListener, Peer};
 use super::{
     parse_last_event_id, render, AuthRequest, Authorizer, Filter, Grant, Selection, Sse, Stream,
 };
@@ -92,6 +93,7 @@ pub async fn listen(
         .local_addr()
         .map_err(|e| EventBusError::InvalidConfig(format!("cannot read the bound address: {e}")))?;
     sse.hub().await?;
+    let listener = KillableListener(listener);
     let (closing_tx, closing) = watch::channel(false);
     let (shutdown_tx, shutdown) = oneshot::channel::<()>();
     let app = Arc::new(App {
@@ -107,7 +109,7 @@ pub async fn listen(
         async move {
             let served = axum::serve(
                 listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
+                router.into_make_service_with_connect_info::<Peer>(),
             )
             .with_graceful_shutdown(async {
                 let _ = shutdown.await;
@@ -142,12 +144,12 @@ fn text_response(status: StatusCode, message: String) -> Response {
 
 async fn handle(
     State(app): State<Arc<App>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let mut response = respond(&app, remote, &method, &uri, &headers).await;
+    let mut response = respond(&app, peer, &method, &uri, &headers).await;
     if let Some(origin) = allowed_origin(app.cors.as_ref(), &headers) {
         let h = response.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
@@ -174,7 +176,7 @@ fn allowed_origin(cors: Option<&Cors>, headers: &HeaderMap) -> Option<HeaderValu
 
 async fn respond(
     app: &App,
-    remote: SocketAddr,
+    peer: Peer,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -241,7 +243,7 @@ async fn respond(
                         Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
                     })
                     .collect(),
-                remote_address: remote.ip().to_string(),
+                remote_address: peer.addr.ip().to_string(),
             };
             match authorizer.authorize(request).await {
                 Ok(Some(grant)) => grant,
@@ -257,11 +259,14 @@ async fn respond(
         Ok(f) => f,
         Err(e) => return text_response(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let stream = match app.sse.open(filter, last_event_id).await {
+    // Dropped as too slow: close the socket, which hyper (waiting to write) would keep open.
+    let switch = peer.switch.clone();
+    let on_drop: super::hub::OnDrop = Arc::new(move || switch.kill());
+    let stream = match app.sse.open(filter, last_event_id, Some(on_drop)).await {
         Ok(s) => s,
         Err(e) => return text_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    debug!(%remote, "SSE stream opened");
+    debug!(remote = %peer.addr, "SSE stream opened");
     let config = app.sse.config();
     // A client that came without a last id (or was reset) is told where it stands, so even a
     // reconnect before its first event resumes without a gap (`id:` without data dispatches
