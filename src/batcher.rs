@@ -38,6 +38,10 @@ enum Msg {
     Write {
         events: Vec<Event>,
         reply: oneshot::Sender<Result<Vec<Appended>>>,
+        /// Dropped by the writer as it takes the request, so the count of arrivals it waits for
+        /// never includes one already in its hands (dropping it after the send let the writer
+        /// wait a wake-up for the publisher's own arrival).
+        arrival: Option<Arrival>,
     },
     /// Answered once everything queued before it is stored and routed; the writer then stops.
     Shutdown(oneshot::Sender<()>),
@@ -76,10 +80,13 @@ impl Batcher {
     ) -> Result<Vec<Appended>> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Msg::Write { events, reply })
+            .send(Msg::Write {
+                events,
+                reply,
+                arrival,
+            })
             .await
             .map_err(|_| EventBusError::closed())?;
-        drop(arrival);
         answer.await.map_err(|_| EventBusError::closed())?
     }
 
@@ -107,7 +114,12 @@ async fn writer(
         let mut replies = Vec::new();
         let mut size = 0usize;
         let mut take = |msg: Msg, size: &mut usize| match msg {
-            Msg::Write { events, reply } => {
+            Msg::Write {
+                events,
+                reply,
+                arrival,
+            } => {
+                drop(arrival);
                 *size += events.len();
                 requests.push(events);
                 replies.push(reply);
