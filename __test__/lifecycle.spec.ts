@@ -179,6 +179,20 @@ describe('getEvents', () => {
 });
 
 describe('delivery before exit', () => {
+  it('Node stays alive until every publish settles, even when nothing awaits them', () => {
+    const r = runNode(`
+      const { EventBus } = require('@situs/event-bus');
+      let settled = 0;
+      process.on('exit', () => console.log('settled', settled));
+      EventBus.open({ storeUrl: 'memory:' }).then((bus) => {
+        for (let i = 0; i < 1000; i++) bus.publish({ type: 'a.b', payload: i }).then(() => settled++);
+        bus.publish({ type: 'Not A Type', payload: 1 }).catch((e) => console.log('rejected', e.code));
+      });
+    `);
+    expect(r).toMatchObject({ status: 0, signal: null });
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['rejected INVALID_EVENT', 'settled 1000']);
+  });
+
   it('Node stays alive until every committed event is handled, then exits without close()', () => {
     const r = runNode(`
       const { EventBus } = require('@situs/event-bus');

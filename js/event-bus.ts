@@ -1,5 +1,6 @@
 import { EventBusError, messageOf, native, nativeSync } from './errors';
 import { binding, NativeBus } from './native';
+import { publishQueue } from './publish-queue';
 import { fromWire, publishFields, toJson } from './serialize';
 import { Sse } from './sse';
 import { Webhooks } from './webhooks';
@@ -53,16 +54,18 @@ function asPublished<T>(wire: { timestamp: string; position: number | null }): T
 }
 
 /**
- * Handler callbacks are weak, so an idle bus never holds Node open. To still deliver every
- * committed event before a script ends, on `beforeExit` each open bus with deliveries pending gets a
- * `whenIdle()` call — a pending promise that keeps Node alive until they are handled. Nothing on
- * the hot path; `beforeExit` fires again once that promise settles.
+ * Handler callbacks (and the callback settling publishes) are weak, so an idle bus never holds
+ * Node open. To still settle every publish and deliver every committed event before a script ends,
+ * on `beforeExit` each open bus with publishes pending holds a timer until they settle, and one with
+ * deliveries pending gets a `whenIdle()` call — a pending native promise that keeps Node alive until
+ * they are handled. Nothing on the hot path; `beforeExit` fires again once Node is idle again.
  */
 const openBuses = new Set<NativeBus>();
 let exitHookInstalled = false;
 
 function onBeforeExit(): void {
   for (const nativeBus of openBuses) {
+    publishQueue(nativeBus).holdUntilSettled();
     if (nativeBus.pendingDeliveries > 0) nativeBus.whenIdle().catch(() => undefined);
   }
 }
@@ -89,8 +92,8 @@ export class EventBusHandle {
   /** Validates, stores and delivers an event; resolves once it is committed. */
   publish<K extends string>(event: PublishInput<K>): Promise<PublishedEvent<K>> {
     return native(async () => {
-      const json = await this.nativeBus.publish(toJson(event, ''), this.tenantId);
-      return asPublished<PublishedEvent<K>>(JSON.parse(json));
+      const wire = await publishQueue(this.nativeBus).publish(toJson(event, ''), this.tenantId);
+      return asPublished<PublishedEvent<K>>(wire as { timestamp: string; position: number | null });
     });
   }
 

@@ -457,6 +457,14 @@ impl EventBus {
     }
 
     /// Admits an operation now (fails CLOSED once `close` has begun); see [`Admitted`].
+    /// Runs `task` on the bus's runtime (callable from outside it, e.g. from napi).
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.runtime.spawn(task);
+    }
+
     pub fn admit(&self) -> Result<Admitted> {
         self.inner.gate.in_flight.add(1);
         let admitted = Admitted {

@@ -13,10 +13,10 @@ use crate::middleware::{Middleware, Scope};
 use crate::router::{HandlerFailure, Sink};
 use crate::transport::sse::{AuthRequest, Authorizer, Grant};
 
-type Tsfn<Return> = ThreadsafeFunction<String, Return, String, Status, false, true>;
+pub type Tsfn<Return> = ThreadsafeFunction<String, Return, String, Status, false, true>;
 
 /// A weak threadsafe function: pending calls never keep Node alive.
-fn weak<Return: FromNapiValue + 'static>(
+pub fn weak<Return: FromNapiValue + 'static>(
     f: &Function<String, Return>,
 ) -> napi::Result<Tsfn<Return>> {
     f.build_threadsafe_function()

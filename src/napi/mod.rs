@@ -2,10 +2,11 @@
 //! in the core and tested by `cargo test`. Events cross as JSON text (the cheapest crossing
 //! measured), errors as `CODE: message` reasons that the TS wrapper turns into `EventBusError`.
 
+mod completions;
 mod js_callbacks;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use napi::bindgen_prelude::{Function, Promise, PromiseRaw};
 use napi::Env;
@@ -22,6 +23,7 @@ use crate::middleware::Scope;
 use crate::query::{parse_time, EventFilter};
 use crate::router::Subscription;
 use crate::transport::webhook;
+use completions::Completions;
 use js_callbacks::{JsAuthorizer, JsLogSink, JsMiddleware, JsSink};
 
 fn to_js_error(e: EventBusError) -> napi::Error {
@@ -42,6 +44,7 @@ fn scope(tenant: Option<String>) -> Scope {
 #[napi]
 pub struct NativeBus {
     bus: EventBus,
+    completions: OnceLock<Completions>,
 }
 
 #[napi]
@@ -133,7 +136,10 @@ pub fn open_bus<'env>(
     env.spawn_future(async move {
         let config = Config::resolve(&options_json, &env_vars).map_err(to_js_error)?;
         let bus = EventBus::open(config, sink).await.map_err(to_js_error)?;
-        Ok(NativeBus { bus })
+        Ok(NativeBus {
+            bus,
+            completions: OnceLock::new(),
+        })
     })
 }
 
@@ -142,23 +148,36 @@ impl NativeBus {
     // publish, publishMany and getEvents are admitted synchronously, when JS calls them, so a
     // call made before `close()` is drained rather than refused; the work runs on tokio.
 
-    /// Publishes one event (JSON); resolves with the stored event (JSON).
-    #[napi(ts_return_type = "Promise<string>")]
-    pub fn publish<'env>(
-        &self,
-        env: &'env Env,
-        event_json: String,
-        tenant: Option<String>,
-    ) -> napi::Result<PromiseRaw<'env, String>> {
-        let admitted = self.bus.admit().map_err(to_js_error)?;
-        env.spawn_future(async move {
-            let event = Event::from_json(&event_json).map_err(to_js_error)?;
-            let published = admitted
-                .publish(event, &scope(tenant))
-                .await
-                .map_err(to_js_error)?;
-            Ok(published.json().into_owned())
+    /// Where `publish` results go: `settle` receives JSON arrays of `[id, event]` or
+    /// `[id, null, "CODE: message"]`. Set once, before the first `publish`.
+    #[napi]
+    pub fn set_publish_sink(&self, settle: Function<String, ()>) -> napi::Result<()> {
+        let completions = Completions::start(&self.bus, &settle).map_err(callback_error)?;
+        self.completions.set(completions).map_err(|_| {
+            napi::Error::from_reason("INVALID_CONFIG: the publish sink is already set")
         })
+    }
+
+    /// Publishes one event (JSON); its result reaches the publish sink under `id`.
+    #[napi]
+    pub fn publish(&self, id: u32, event_json: String, tenant: Option<String>) -> napi::Result<()> {
+        let done = self
+            .completions
+            .get()
+            .ok_or_else(|| napi::Error::from_reason("INVALID_CONFIG: no publish sink is set"))?
+            .sender();
+        let admitted = self.bus.admit().map_err(to_js_error)?;
+        self.bus.spawn(async move {
+            let published = match Event::from_json(&event_json) {
+                Ok(event) => admitted.publish(event, &scope(tenant)).await,
+                Err(e) => Err(e),
+            };
+            let result = published
+                .map(|p| p.json().into_owned())
+                .map_err(|e| format!("{}: {}", e.code(), e));
+            let _ = done.send((id, result));
+        });
+        Ok(())
     }
 
     /// Publishes a JSON array of events atomically; resolves with a JSON array.

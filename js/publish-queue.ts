@@ -1,0 +1,77 @@
+import { fromNative } from './errors';
+import type { NativeBus } from './native';
+
+type Settler = { resolve: (wire: unknown) => void; reject: (err: unknown) => void };
+
+/**
+ * `publish` calls in flight on one native bus. Each gets a number; the native side settles them
+ * in batches through one callback (`[[id, event], [id, null, "CODE: message"], …]`), which is far
+ * cheaper than a native promise per call. The callback is weak, so while publishes are pending at
+ * `beforeExit` a timer keeps Node alive until they settle.
+ */
+export class PublishQueue {
+  private next = 1;
+  private readonly pending = new Map<number, Settler>();
+  private keepAlive: ReturnType<typeof setInterval> | undefined;
+
+  constructor(private readonly nativeBus: NativeBus) {
+    nativeBus.setPublishSink((batch: string) => this.settle(batch));
+  }
+
+  /** Resolves with the stored event as parsed from the wire. */
+  publish(eventJson: string, tenantId: string | null): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const id = this.next;
+      this.next = id >= 0x7fffffff ? 1 : id + 1;
+      try {
+        this.nativeBus.publish(id, eventJson, tenantId);
+      } catch (err) {
+        reject(fromNative(err));
+        return;
+      }
+      this.pending.set(id, { resolve, reject });
+    });
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Keeps Node alive until every pending publish has settled (called at `beforeExit`). */
+  holdUntilSettled(): void {
+    if (this.pending.size > 0 && this.keepAlive === undefined) {
+      this.keepAlive = setInterval(() => {
+        if (this.pending.size === 0) this.release();
+      }, 20);
+    }
+  }
+
+  private release(): void {
+    if (this.keepAlive !== undefined) clearInterval(this.keepAlive);
+    this.keepAlive = undefined;
+  }
+
+  private settle(batch: string): void {
+    const results = JSON.parse(batch) as Array<[number, unknown, string?]>;
+    for (const [id, wire, error] of results) {
+      const settler = this.pending.get(id);
+      if (settler === undefined) continue;
+      this.pending.delete(id);
+      if (error !== undefined) settler.reject(fromNative(new Error(error)));
+      else settler.resolve(wire);
+    }
+    if (this.pending.size === 0) this.release();
+  }
+}
+
+const queues = new WeakMap<NativeBus, PublishQueue>();
+
+/** The queue of a native bus, shared by the bus and its tenant handles. */
+export function publishQueue(nativeBus: NativeBus): PublishQueue {
+  let queue = queues.get(nativeBus);
+  if (queue === undefined) {
+    queue = new PublishQueue(nativeBus);
+    queues.set(nativeBus, queue);
+  }
+  return queue;
+}
