@@ -1,6 +1,6 @@
 import { EventBusError, messageOf, native, nativeSync } from './errors';
 import { binding, NativeBus } from './native';
-import { publishQueue } from './publish-queue';
+import { holdPendingPublishes, publishQueue } from './publish-queue';
 import { fromWire, publishFields, toJson } from './serialize';
 import { Sse } from './sse';
 import { Webhooks } from './webhooks';
@@ -65,7 +65,7 @@ let exitHookInstalled = false;
 
 function onBeforeExit(): void {
   for (const nativeBus of openBuses) {
-    publishQueue(nativeBus).holdUntilSettled();
+    holdPendingPublishes(nativeBus);
     if (nativeBus.pendingDeliveries > 0) nativeBus.whenIdle().catch(() => undefined);
   }
 }

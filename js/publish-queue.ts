@@ -33,10 +33,6 @@ export class PublishQueue {
     });
   }
 
-  get size(): number {
-    return this.pending.size;
-  }
-
   /** Keeps Node alive until every pending publish has settled (called at `beforeExit`). */
   holdUntilSettled(): void {
     if (this.pending.size > 0 && this.keepAlive === undefined) {
@@ -65,6 +61,11 @@ export class PublishQueue {
 }
 
 const queues = new WeakMap<NativeBus, PublishQueue>();
+
+/** Keeps Node alive until a bus's pending publishes settle (a bus that never published has none). */
+export function holdPendingPublishes(nativeBus: NativeBus): void {
+  queues.get(nativeBus)?.holdUntilSettled();
+}
 
 /** The queue of a native bus, shared by the bus and its tenant handles. */
 export function publishQueue(nativeBus: NativeBus): PublishQueue {
