@@ -154,10 +154,25 @@ impl WebhookStore for PostgresStore {
     }
 
     async fn has_endpoints(&self) -> Result<bool> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_bus_webhook_endpoints)")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| unavailable("looking for webhook endpoints", e))
+        let fail = |e| unavailable("looking for webhook endpoints", e);
+        let (any, trigger): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM event_bus_webhook_endpoints),
+                    EXISTS (SELECT 1 FROM pg_trigger
+                            WHERE tgrelid = 'event_bus_events'::regclass
+                              AND tgname = 'event_bus_webhook_outbox')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(fail)?;
+        if any && !trigger {
+            // Endpoints written without event_bus_sync_webhook_outbox (an older bus, or by hand).
+            tracing::warn!("webhook endpoints without the outbox trigger: installing it");
+            let mut tx = self.pool.begin().await.map_err(fail)?;
+            lock_endpoints(&mut tx).await.map_err(fail)?;
+            sync_outbox(&mut tx).await.map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+        }
+        Ok(any)
     }
 
     async fn endpoint(&self, id: Uuid) -> Result<Option<Endpoint>> {
@@ -215,6 +230,13 @@ impl WebhookStore for PostgresStore {
         let fail = |e| unavailable("removing a webhook endpoint", e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
         lock_endpoints(&mut tx).await.map_err(fail)?;
+        // Appends in flight may be writing deliveries for this endpoint (their foreign-key check
+        // would wait for our row lock while we wait for them to drop the trigger: a deadlock,
+        // or a failed append once we commit). Let them finish first and hold new ones back.
+        sqlx::query("LOCK TABLE event_bus_events IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         let done = sqlx::query("DELETE FROM event_bus_webhook_endpoints WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -314,6 +336,12 @@ impl WebhookStore for PostgresStore {
             nexts.push(next);
         }
         let mut tx = self.pool.begin().await.map_err(fail)?;
+        // Before any delivery row lock: a removal holds the endpoints table lock and then waits
+        // for delivery rows (its cascade), so taking them first and the table after deadlocks.
+        sqlx::query("LOCK TABLE event_bus_webhook_endpoints IN ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         // A delivery removed meanwhile (with its endpoint) has nothing to record: skipped rather
         // than failing the whole batch on the foreign key.
         sqlx::query(
