@@ -1,6 +1,6 @@
 import { EventBusError, messageOf, native, nativeSync } from './errors';
 import { binding, NativeBus } from './native';
-import { holdPendingPublishes, publishQueue } from './publish-queue';
+import { drainPublishes, holdPendingPublishes, publishQueue } from './publish-queue';
 import { fromWire, publishFields, toJson } from './serialize';
 import { Sse } from './sse';
 import { Webhooks } from './webhooks';
@@ -303,6 +303,8 @@ export class EventBus extends EventBusHandle {
   close(): Promise<void> {
     return native(async () => {
       await this.nativeBus.close();
+      // Publishes the native side finished may still be on their way to their promises.
+      await drainPublishes(this.nativeBus);
       openBuses.delete(this.nativeBus);
     });
   }

@@ -13,6 +13,7 @@ export class PublishQueue {
   private next = 1;
   private readonly pending = new Map<number, Settler>();
   private keepAlive: ReturnType<typeof setInterval> | undefined;
+  private readonly drained: Array<() => void> = [];
 
   constructor(private readonly nativeBus: NativeBus) {
     nativeBus.setPublishSink((batch: string) => this.settle(batch));
@@ -42,9 +43,17 @@ export class PublishQueue {
     }
   }
 
+  /** Resolves once every pending publish has settled, keeping Node alive meanwhile. */
+  drain(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    this.holdUntilSettled();
+    return new Promise((resolve) => this.drained.push(resolve));
+  }
+
   private release(): void {
     if (this.keepAlive !== undefined) clearInterval(this.keepAlive);
     this.keepAlive = undefined;
+    for (const resolve of this.drained.splice(0)) resolve();
   }
 
   private settle(batch: string): void {
@@ -65,6 +74,11 @@ const queues = new WeakMap<NativeBus, PublishQueue>();
 /** Keeps Node alive until a bus's pending publishes settle (a bus that never published has none). */
 export function holdPendingPublishes(nativeBus: NativeBus): void {
   queues.get(nativeBus)?.holdUntilSettled();
+}
+
+/** Resolves once a bus's pending publishes have settled. */
+export function drainPublishes(nativeBus: NativeBus): Promise<void> {
+  return queues.get(nativeBus)?.drain() ?? Promise.resolve();
 }
 
 /** The queue of a native bus, shared by the bus and its tenant handles. */

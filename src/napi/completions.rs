@@ -13,8 +13,10 @@ use tokio::sync::mpsc;
 use super::js_callbacks::{weak, Tsfn};
 use crate::bus::EventBus;
 
-/// Most completions handed over in one call (bounds the string built per call).
+/// Most completions, and about the most bytes, handed over in one call (events may be large; a
+/// string past V8's limit could not be made at all).
 const BATCH: usize = 4096;
+const BATCH_BYTES: usize = 8 << 20;
 
 pub type Completion = (u32, std::result::Result<String, String>);
 
@@ -33,6 +35,9 @@ impl Completions {
                 let mut out = String::from("[");
                 push(&mut out, first);
                 for _ in 1..BATCH {
+                    if out.len() >= BATCH_BYTES {
+                        break;
+                    }
                     let Ok(next) = rx.try_recv() else { break };
                     out.push(',');
                     push(&mut out, next);
@@ -46,8 +51,35 @@ impl Completions {
         Ok(Completions { tx })
     }
 
-    pub fn sender(&self) -> mpsc::UnboundedSender<Completion> {
-        self.tx.clone()
+    /// Where one publish reports its result (an error if it ends without one, e.g. a panic, so
+    /// no promise is left pending).
+    pub fn reply(&self, id: u32) -> Reply {
+        Reply {
+            id,
+            tx: Some(self.tx.clone()),
+        }
+    }
+}
+
+pub struct Reply {
+    id: u32,
+    tx: Option<mpsc::UnboundedSender<Completion>>,
+}
+
+impl Reply {
+    pub fn send(mut self, result: std::result::Result<String, String>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send((self.id, result));
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let reason = "STORE_UNAVAILABLE: the publish ended without a result".to_string();
+            let _ = tx.send((self.id, Err(reason)));
+        }
     }
 }
 

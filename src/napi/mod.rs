@@ -6,7 +6,7 @@ mod completions;
 mod js_callbacks;
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::{Function, Promise, PromiseRaw};
 use napi::Env;
@@ -44,7 +44,9 @@ fn scope(tenant: Option<String>) -> Scope {
 #[napi]
 pub struct NativeBus {
     bus: EventBus,
-    completions: OnceLock<Completions>,
+    /// Taken at `close`: it holds the settle callback, which holds this bus (a cycle GC cannot
+    /// see through); in-flight publishes keep their own senders until they report.
+    completions: Mutex<Option<Completions>>,
 }
 
 #[napi]
@@ -138,7 +140,7 @@ pub fn open_bus<'env>(
         let bus = EventBus::open(config, sink).await.map_err(to_js_error)?;
         Ok(NativeBus {
             bus,
-            completions: OnceLock::new(),
+            completions: Mutex::new(None),
         })
     })
 }
@@ -152,30 +154,37 @@ impl NativeBus {
     /// `[id, null, "CODE: message"]`. Set once, before the first `publish`.
     #[napi]
     pub fn set_publish_sink(&self, settle: Function<String, ()>) -> napi::Result<()> {
-        let completions = Completions::start(&self.bus, &settle).map_err(callback_error)?;
-        self.completions.set(completions).map_err(|_| {
-            napi::Error::from_reason("INVALID_CONFIG: the publish sink is already set")
-        })
+        let mut slot = self.completions.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return Err(napi::Error::from_reason(
+                "INVALID_CONFIG: the publish sink is already set",
+            ));
+        }
+        *slot = Some(Completions::start(&self.bus, &settle).map_err(callback_error)?);
+        Ok(())
     }
 
     /// Publishes one event (JSON); its result reaches the publish sink under `id`.
     #[napi]
     pub fn publish(&self, id: u32, event_json: String, tenant: Option<String>) -> napi::Result<()> {
-        let done = self
-            .completions
-            .get()
-            .ok_or_else(|| napi::Error::from_reason("INVALID_CONFIG: no publish sink is set"))?
-            .sender();
         let admitted = self.bus.admit().map_err(to_js_error)?;
+        let reply = self
+            .completions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .ok_or_else(|| napi::Error::from_reason("INVALID_CONFIG: no publish sink is set"))?
+            .reply(id);
         self.bus.spawn(async move {
             let published = match Event::from_json(&event_json) {
                 Ok(event) => admitted.publish(event, &scope(tenant)).await,
                 Err(e) => Err(e),
             };
-            let result = published
-                .map(|p| p.json().into_owned())
-                .map_err(|e| format!("{}: {}", e.code(), e));
-            let _ = done.send((id, result));
+            reply.send(
+                published
+                    .map(|p| p.json().into_owned())
+                    .map_err(|e| format!("{}: {}", e.code(), e)),
+            );
         });
         Ok(())
     }
@@ -538,5 +547,9 @@ impl NativeBus {
     #[napi]
     pub async fn close(&self) {
         self.bus.close().await;
+        self.completions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 }

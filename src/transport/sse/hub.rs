@@ -103,7 +103,9 @@ impl Feed {
         ring.first
     }
 
-    fn read(&self, cursor: u64, max: usize) -> Read {
+    /// Frames from `cursor` on; the reader's visible cursor moves under the ring's lock, so a
+    /// publish never judges a reader that has just caught up by its old cursor.
+    fn read(&self, reader: &Reader, cursor: u64, max: usize) -> Read {
         let ring = locked(&self.ring);
         if cursor < ring.first {
             return Read::Behind;
@@ -119,6 +121,7 @@ impl Feed {
             .map(|f| Outbound::Event(f.clone()))
             .collect();
         let next = cursor + out.len() as u64;
+        reader.cursor.store(next, Ordering::Release);
         Read::Frames(out, next)
     }
 }
@@ -205,10 +208,9 @@ impl Connection {
             if self.reader.ended.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
-            match self.feed.read(self.cursor, max) {
+            match self.feed.read(&self.reader, self.cursor, max) {
                 Read::Frames(out, next) => {
                     self.cursor = next;
-                    self.reader.cursor.store(next, Ordering::Release);
                     Poll::Ready(Some(out))
                 }
                 Read::Behind => Poll::Ready(None),

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::signing::signature_header;
 use super::ssrf;
+use super::EndpointsHint;
 use crate::config::WebhookConfig;
 use crate::consumer_group::Backoff;
 use crate::error::{EventBusError, Result};
@@ -79,7 +80,7 @@ pub fn spawn(
     store: Arc<dyn Store>,
     config: WebhookConfig,
     metrics: Arc<Metrics>,
-    endpoints: Arc<AtomicBool>,
+    endpoints: Arc<EndpointsHint>,
     on_disabled: OnDisabled,
     span: tracing::Span,
 ) -> Result<Workers> {
@@ -117,7 +118,7 @@ struct Pool {
     stopped: Arc<AtomicBool>,
     wake: Arc<Notify>,
     /// Whether endpoints exist, as of the last poll (or registered here since).
-    endpoints: Arc<AtomicBool>,
+    endpoints: Arc<EndpointsHint>,
 }
 
 /// Deliveries claimed and not yet recorded, per endpoint (bounded so one endpoint's backlog
@@ -134,15 +135,16 @@ impl Pool {
             tokio::select! {
                 _ = &mut timer => break,
                 _ = self.wake.notified() => {
-                    if self.endpoints.load(Ordering::Acquire) || self.stopped.load(Ordering::SeqCst) {
+                    if self.endpoints.get().1 || self.stopped.load(Ordering::SeqCst) {
                         return;
                     }
                 }
             }
         }
+        let (seen, _) = self.endpoints.get();
         // An error leaves the hint on: the claim that follows reports the failure.
         let any = self.store.webhooks().has_endpoints().await.unwrap_or(true);
-        self.endpoints.store(any, Ordering::Release);
+        self.endpoints.polled(seen, any);
     }
 
     async fn run(self, on_disabled: OnDisabled) {

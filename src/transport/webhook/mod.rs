@@ -6,7 +6,7 @@ pub mod signing;
 pub mod ssrf;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -172,7 +172,44 @@ fn check_ip(ip: IpAddr) -> Result<()> {
 pub struct Webhooks {
     store: Arc<dyn Store>,
     config: WebhookConfig,
-    endpoints_hint: Arc<AtomicBool>,
+    endpoints_hint: Arc<EndpointsHint>,
+}
+
+/// Whether endpoints exist, as the webhook workers last saw it, plus a count of registrations
+/// made here: a poll that began before a registration must not clear the hint it set.
+#[derive(Debug, Default)]
+pub struct EndpointsHint(AtomicU64);
+
+impl EndpointsHint {
+    fn new() -> EndpointsHint {
+        EndpointsHint(AtomicU64::new(1))
+    }
+
+    /// (registrations so far, endpoints known to exist)
+    pub fn get(&self) -> (u64, bool) {
+        let v = self.0.load(Ordering::Acquire);
+        (v >> 1, v & 1 == 1)
+    }
+
+    fn registered(&self) {
+        // One more registration, and endpoints exist.
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(((v >> 1) + 1) << 1 | 1)
+            });
+    }
+
+    /// Records what a poll that began at `seen` found, unless a registration came since.
+    pub fn polled(&self, seen: u64, any: bool) {
+        let before = seen << 1 | u64::from(!any);
+        let _ = self.0.compare_exchange(
+            before,
+            seen << 1 | u64::from(any),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
 }
 
 /// An endpoint with the secret to show once (on register and on rotation).
@@ -186,13 +223,13 @@ impl Webhooks {
         Webhooks {
             store,
             config,
-            endpoints_hint: Arc::new(AtomicBool::new(true)),
+            endpoints_hint: Arc::new(EndpointsHint::new()),
         }
     }
 
     /// Set when an endpoint is registered here: this instance's workers then look for
     /// deliveries on every commit at once, not only after their next poll finds the endpoint.
-    pub fn endpoints_hint(&self) -> Arc<AtomicBool> {
+    pub fn endpoints_hint(&self) -> Arc<EndpointsHint> {
         self.endpoints_hint.clone()
     }
 
@@ -223,7 +260,7 @@ impl Webhooks {
                 secret: secret.clone(),
             })
             .await?;
-        self.endpoints_hint.store(true, Ordering::Release);
+        self.endpoints_hint.registered();
         tracing::info!(endpoint = %endpoint.id, url = %endpoint.url, "webhook endpoint registered");
         Ok(WithSecret {
             endpoint,
