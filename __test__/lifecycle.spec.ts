@@ -193,6 +193,21 @@ describe('delivery before exit', () => {
     expect(r.stdout.trim().split('\n').sort()).toEqual(['rejected INVALID_EVENT', 'settled 1000']);
   });
 
+  it('close() resolves after every publish made before it has settled', () => {
+    const r = runNode(`
+      const { EventBus } = require('@situs/event-bus');
+      (async () => {
+        const bus = await EventBus.open({ storeUrl: 'memory:' });
+        let settled = 0;
+        for (let i = 0; i < 500; i++) bus.publish({ type: 'a.b', payload: i }).then(() => settled++);
+        await bus.close();
+        console.log('after close', settled);
+      })();
+    `);
+    expect(r).toMatchObject({ status: 0, signal: null });
+    expect(r.stdout.trim()).toBe('after close 500');
+  });
+
   it('Node stays alive until every committed event is handled, then exits without close()', () => {
     const r = runNode(`
       const { EventBus } = require('@situs/event-bus');
