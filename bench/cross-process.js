@@ -21,7 +21,7 @@ const { randomUUID } = require('node:crypto');
 const { performance } = require('node:perf_hooks');
 const { Client, Pool } = require('pg');
 const processes = require('./lib/processes');
-const { cpuOf, threadsCpu, machineCpu } = processes;
+const { cpuOf, threadsCpu, machineCpu, serve } = processes;
 const spawnChild = (role, args) => processes.spawnChild(__filename, role, args);
 
 const DB = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -87,21 +87,6 @@ const ms = (x) => (x === null || x === undefined ? null : +x.toFixed(2));
 function stats(values) {
   const sorted = Float64Array.from(values).sort();
   return { p50: ms(percentile(sorted, 50)), p99: ms(percentile(sorted, 99)), max: ms(sorted[sorted.length - 1] ?? null) };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Child side: a tiny request/reply protocol over the IPC channel.
-
-function serve(handlers) {
-  process.on('message', async (msg) => {
-    try {
-      const reply = await handlers[msg.cmd](msg);
-      process.send({ id: msg.id, ok: true, reply });
-    } catch (err) {
-      process.send({ id: msg.id, ok: false, error: String((err && err.stack) || err) });
-    }
-  });
-  process.send({ ready: true });
 }
 
 function storeUrlOf(schema) {

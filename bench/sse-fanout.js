@@ -49,7 +49,7 @@ const { execFileSync } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const { performance, monitorEventLoopDelay } = require('node:perf_hooks');
 const processes = require('./lib/processes');
-const { cpuOf, threadsCpu, machineCpu } = processes;
+const { cpuOf, threadsCpu, machineCpu, serve } = processes;
 const path = require('node:path');
 const spawnChild = (role, args) => processes.spawnChild(__filename, role, args);
 
@@ -108,21 +108,6 @@ function quantile(hist, total, q) {
 
 const ms = (x) => (x === null || x === undefined || !Number.isFinite(x) ? x ?? null : +x.toFixed(2));
 
-// ---------------------------------------------------------------------------------------------
-// Child side: request/reply over the IPC channel.
-
-function serve(handlers) {
-  process.on('message', async (msg) => {
-    try {
-      const reply = await handlers[msg.cmd](msg);
-      process.send({ id: msg.id, ok: true, reply });
-    } catch (err) {
-      process.send({ id: msg.id, ok: false, error: String((err && err.stack) || err) });
-    }
-  });
-  process.on('disconnect', () => process.exit(0)); // the parent went away
-}
-
 // The publisher every server runs: RATE events per second on schedule, open loop (nothing awaited
 // before the next is due, so a slow server cannot slow the producer down to hide latency). Each
 // payload carries its sequence number and send time; `lag` is send time − scheduled time (the
@@ -171,6 +156,28 @@ function countSockets(server) {
   return c;
 }
 
+// A NestJS 11 app (platform-express) whose one controller answers `@Sse('events')` with
+// `events()`, listening on loopback: what `@Controller() class … { @Sse('events') events() … }`
+// compiles to (tsc's __decorate is Reflect.decorate when reflect-metadata is loaded).
+async function startNestSse(events) {
+  require('reflect-metadata');
+  const { Controller, Module, Sse } = require('@nestjs/common');
+  const { NestFactory } = require('@nestjs/core');
+  class EventsController {}
+  EventsController.prototype.events = events;
+  Reflect.decorate([Sse('events')], EventsController.prototype, 'events', Object.getOwnPropertyDescriptor(EventsController.prototype, 'events'));
+  Reflect.decorate([Controller()], EventsController);
+  class AppModule {}
+  Reflect.decorate([Module({ controllers: [EventsController] })], AppModule);
+  const app = await NestFactory.create(AppModule, { logger: false });
+  const httpServer = app.getHttpServer();
+  const sockets = countSockets(httpServer);
+  httpServer.keepAliveTimeout = 0;
+  httpServer.requestTimeout = 0;
+  await app.listen(0, '127.0.0.1');
+  return { app, sockets, url: `http://127.0.0.1:${httpServer.address().port}/events` };
+}
+
 async function serverMain(impl) {
   let url;
   let connections; // () → open SSE connections as the server sees them
@@ -184,7 +191,6 @@ async function serverMain(impl) {
     if (impl === 'bus') {
       if (!bus.sse || typeof bus.sse.listen !== 'function') {
         serve({ info: () => ({ skipped: 'bus.sse.listen is not in this build' }), close: () => setImmediate(() => process.exit(0)) });
-        process.send({ ready: true });
         return;
       }
       const server = await bus.sse.listen({ port: 0, host: '127.0.0.1', path: '/events' });
@@ -229,34 +235,22 @@ async function serverMain(impl) {
   } else if (impl === 'nest-bus') {
     // The README's NestJS integration: @Sse() returning an Observable over bus.sse.stream() (one
     // native stream per connection; Nest writes each message).
-    require('reflect-metadata');
-    const { Controller, Module, Sse } = require('@nestjs/common');
-    const { NestFactory } = require('@nestjs/core');
     const { Observable } = require('rxjs');
     const { EventBus } = require('@situs/event-bus');
     const bus = await EventBus.open({ storeUrl: 'memory:', logger: () => {} });
-    class EventsController {
-      events() {
-        return new Observable((subscriber) => {
+    const nest = await startNestSse(
+      () =>
+        new Observable((subscriber) => {
           const stream = bus.sse.stream({ types: TYPES ? [TYPES] : undefined });
           void (async () => {
             for await (const m of stream) subscriber.next({ id: m.id, type: m.type, data: m.data ?? {} });
             subscriber.complete();
           })().catch((err) => subscriber.error(err));
           return () => void stream.return?.();
-        });
-      }
-    }
-    Reflect.decorate([Sse('events')], EventsController.prototype, 'events', Object.getOwnPropertyDescriptor(EventsController.prototype, 'events'));
-    Reflect.decorate([Controller()], EventsController);
-    class AppModule {}
-    Reflect.decorate([Module({ controllers: [EventsController] })], AppModule);
-    const app = await NestFactory.create(AppModule, { logger: false });
-    const httpServer = app.getHttpServer();
-    httpServer.keepAliveTimeout = 0;
-    httpServer.requestTimeout = 0;
-    await app.listen(0, '127.0.0.1');
-    url = `http://127.0.0.1:${httpServer.address().port}/events`;
+        }),
+    );
+    const app = nest.app;
+    url = nest.url;
     connections = () => bus.metrics().sseConnections ?? null;
     dropped = () => bus.metrics().sseDropped ?? null;
     close = async () => {
@@ -266,29 +260,10 @@ async function serverMain(impl) {
     publisher = startPublisher((seq, t) => bus.publish({ type: 'bench.tick', payload: { seq, t } }));
     info.publish = 'bus.publish (memory store), not awaited; Nest @Sse over bus.sse.stream()';
   } else if (impl === 'nest') {
-    require('reflect-metadata');
-    const { Controller, Module, Sse } = require('@nestjs/common');
-    const { NestFactory } = require('@nestjs/core');
     const { Subject } = require('rxjs');
     const subject = new Subject();
-    // What `@Controller() class … { @Sse('events') events(): Observable<MessageEvent> { … } }`
-    // compiles to (tsc's __decorate is Reflect.decorate when reflect-metadata is loaded).
-    class EventsController {
-      events() {
-        return subject.asObservable();
-      }
-    }
-    Reflect.decorate([Sse('events')], EventsController.prototype, 'events', Object.getOwnPropertyDescriptor(EventsController.prototype, 'events'));
-    Reflect.decorate([Controller()], EventsController);
-    class AppModule {}
-    Reflect.decorate([Module({ controllers: [EventsController] })], AppModule);
-    const app = await NestFactory.create(AppModule, { logger: false });
-    const httpServer = app.getHttpServer();
-    const sockets = countSockets(httpServer);
-    httpServer.keepAliveTimeout = 0;
-    httpServer.requestTimeout = 0;
-    await app.listen(0, '127.0.0.1');
-    url = `http://127.0.0.1:${httpServer.address().port}/events`;
+    const { app, sockets, url: nestUrl } = await startNestSse(() => subject.asObservable());
+    url = nestUrl;
     connections = () => sockets.open;
     close = () => app.close();
     // The same event the bus sends (id, type, payload, timestamp, position), as a MessageEvent.
@@ -315,7 +290,6 @@ async function serverMain(impl) {
       setImmediate(() => process.exit(0));
     },
   });
-  process.send({ ready: true });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,7 +515,6 @@ function clientsMain() {
       setImmediate(() => process.exit(0));
     },
   });
-  process.send({ ready: true });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -45,6 +45,23 @@ function connect(child, role, send) {
   return { receive, handle };
 }
 
+/**
+ * The child side of spawnChild: answers each `{ id, cmd, … }` with `handlers[cmd](msg)`'s result
+ * (or its error), says it is ready, and exits when the parent goes away.
+ */
+function serve(handlers) {
+  process.on('message', async (msg) => {
+    try {
+      const reply = await handlers[msg.cmd](msg);
+      process.send({ id: msg.id, ok: true, reply });
+    } catch (err) {
+      process.send({ id: msg.id, ok: false, error: String((err && err.stack) || err) });
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+  process.send({ ready: true });
+}
+
 /** Forks `file` as `role`, talking over the IPC channel. */
 function spawnChild(file, role, args) {
   const child = fork(file, [role, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -99,4 +116,4 @@ function machineCpu() {
   }
 }
 
-module.exports = { spawnChild, spawnNative, cpuOf, threadsCpu, machineCpu };
+module.exports = { serve, spawnChild, spawnNative, cpuOf, threadsCpu, machineCpu };
