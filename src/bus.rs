@@ -456,7 +456,6 @@ impl EventBus {
         }
     }
 
-    /// Admits an operation now (fails CLOSED once `close` has begun); see [`Admitted`].
     /// Runs `task` on the bus's runtime (callable from outside it, e.g. from napi).
     pub fn spawn<F>(&self, task: F)
     where
@@ -465,6 +464,7 @@ impl EventBus {
         self.inner.runtime.spawn(task);
     }
 
+    /// Admits an operation now (fails CLOSED once `close` has begun); see [`Admitted`].
     pub fn admit(&self) -> Result<Admitted> {
         self.inner.gate.in_flight.add(1);
         let admitted = Admitted {

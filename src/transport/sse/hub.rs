@@ -83,7 +83,7 @@ impl FeedRing {
 
 /// What a read of a feed found.
 enum Read {
-    Frames(Vec<Outbound>, u64),
+    Frames(Vec<Outbound>),
     Nothing,
     /// The cursor fell out of the ring: the stream was too slow.
     Behind,
@@ -103,10 +103,12 @@ impl Feed {
         ring.first
     }
 
-    /// Frames from `cursor` on; the reader's visible cursor moves under the ring's lock, so a
-    /// publish never judges a reader that has just caught up by its old cursor.
-    fn read(&self, reader: &Reader, cursor: u64, max: usize) -> Read {
+    /// Frames from the reader's cursor on; the cursor moves under the ring's lock, so a publish
+    /// never judges a reader that has just caught up by its old cursor.
+    fn read(&self, reader: &Reader, max: usize) -> Read {
         let ring = locked(&self.ring);
+        // Only this stream moves its cursor, and only under this lock.
+        let cursor = reader.cursor.load(Ordering::Relaxed);
         if cursor < ring.first {
             return Read::Behind;
         }
@@ -120,9 +122,10 @@ impl Feed {
             .take(max)
             .map(|f| Outbound::Event(f.clone()))
             .collect();
-        let next = cursor + out.len() as u64;
-        reader.cursor.store(next, Ordering::Release);
-        Read::Frames(out, next)
+        reader
+            .cursor
+            .store(cursor + out.len() as u64, Ordering::Release);
+        Read::Frames(out)
     }
 }
 
@@ -190,11 +193,15 @@ pub struct Connection {
     backlog: VecDeque<Outbound>,
     feed: Arc<Feed>,
     reader: Arc<Reader>,
-    cursor: u64,
     hub: Arc<Hub>,
 }
 
 impl Connection {
+    /// The filter this stream reads by (its feed's).
+    pub fn filter(&self) -> &Filter {
+        &self.feed.filter
+    }
+
     /// The next messages (at least one) after the store replay, or None once the stream was
     /// dropped as too slow or the hub closed.
     pub async fn next(&mut self, max: usize) -> Option<Vec<Outbound>> {
@@ -208,11 +215,8 @@ impl Connection {
             if self.reader.ended.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
-            match self.feed.read(&self.reader, self.cursor, max) {
-                Read::Frames(out, next) => {
-                    self.cursor = next;
-                    Poll::Ready(Some(out))
-                }
+            match self.feed.read(&self.reader, max) {
+                Read::Frames(out) => Poll::Ready(Some(out)),
                 Read::Behind => Poll::Ready(None),
                 Read::Nothing => Poll::Pending,
             }
@@ -311,7 +315,6 @@ impl Hub {
             backlog,
             feed,
             reader,
-            cursor,
             hub: self.clone(),
         }
     }

@@ -313,13 +313,12 @@ impl Sse {
         };
         // After a reset the client refetches: it gets live events only.
         let last = if reset { None } else { last_event_id };
-        let connection = hub.connect(filter.clone(), last, on_drop);
+        let connection = hub.connect(filter, last, on_drop);
         if reset {
             Metrics::add(&self.metrics.sse_resets, 1);
         }
         Ok(Stream {
             hub,
-            filter,
             replay: connection.store_replay,
             pending_reset: reset,
             reset,
@@ -339,7 +338,6 @@ impl Sse {
 /// An open stream's messages in order: a reset if any, the store replay, then the queue.
 pub struct Stream {
     hub: Arc<Hub>,
-    filter: Filter,
     replay: Option<(u64, u64)>,
     pending_reset: bool,
     reset: bool,
@@ -366,7 +364,8 @@ impl Stream {
             return Some(vec![Outbound::Reset]);
         }
         while let Some((after, up_to)) = self.replay {
-            match self.hub.replay_page(&self.filter, after, up_to).await {
+            let filter = self.connection.filter();
+            match self.hub.replay_page(filter, after, up_to).await {
                 Ok(rows) => {
                     let last = rows.last().map(|e| e.position);
                     self.replay = match last {
@@ -375,7 +374,7 @@ impl Stream {
                     };
                     let out: Vec<Outbound> = rows
                         .into_iter()
-                        .filter(|e| self.filter.accepts(e))
+                        .filter(|e| filter.accepts(e))
                         .map(|e| Outbound::Event(hub::Frame::new(e)))
                         .collect();
                     if !out.is_empty() {
