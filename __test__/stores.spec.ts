@@ -43,6 +43,24 @@ describe.each(backends)('%s store', (_name, makeStore) => {
     await second.close();
   });
 
+  it('publishers that await each publish share commits (they come back together, not in alternating halves)', async () => {
+    const bus = await EventBus.open({ storeUrl: store.url, logger: () => {} });
+    const publishers = 16;
+    const rounds = 40;
+    const before = bus.metrics().batches;
+    let n = 0;
+    await Promise.all(
+      Array.from({ length: publishers }, async () => {
+        for (let i = 0; i < rounds; i++) await bus.publish({ type: 'load.tick', payload: n++ });
+      }),
+    );
+    const commits = bus.metrics().batches - before;
+    await bus.close();
+    // Answered callers are waited for (a few ms at most), so a round is one commit, give or
+    // take a split when the machine stalls; alternating groups would make it 2 or more.
+    expect((publishers * rounds) / commits).toBeGreaterThan(12);
+  });
+
   it('archives old events, still found with includeArchived', async () => {
     const bus = await EventBus.open({ storeUrl: store.url, logger: () => {} });
     const before = (await bus.getEvents({ limit: 1000 })).events.length;

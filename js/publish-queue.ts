@@ -8,12 +8,17 @@ type Settler = { resolve: (wire: unknown) => void; reject: (err: unknown) => voi
  * in batches through one callback (`[[id, event], [id, null, "CODE: message"], …]`), which is far
  * cheaper than a native promise per call. The callback is weak, so while publishes are pending at
  * `beforeExit` a timer keeps Node alive until they settle.
+ *
+ * Once a batch's callers have run (at `setImmediate`, after their promise reactions), the native
+ * side is told: until then it expects them to publish again and holds its next commit for them.
  */
 export class PublishQueue {
   private next = 1;
   private readonly pending = new Map<number, Settler>();
   private keepAlive: ReturnType<typeof setInterval> | undefined;
   private readonly drained: Array<() => void> = [];
+  /** Batches settled since the native side was last told. */
+  private unreported = 0;
 
   constructor(private readonly nativeBus: NativeBus) {
     nativeBus.setPublishSink((batch: string) => this.settle(batch));
@@ -50,6 +55,12 @@ export class PublishQueue {
     return new Promise((resolve) => this.drained.push(resolve));
   }
 
+  private reportSettled(): void {
+    const batches = this.unreported;
+    this.unreported = 0;
+    this.nativeBus.publishesSettled(batches);
+  }
+
   private release(): void {
     if (this.keepAlive !== undefined) clearInterval(this.keepAlive);
     this.keepAlive = undefined;
@@ -57,6 +68,7 @@ export class PublishQueue {
   }
 
   private settle(batch: string): void {
+    if (this.unreported++ === 0) setImmediate(() => this.reportSettled());
     const results = JSON.parse(batch) as Array<[number, unknown, string?]>;
     for (const [id, wire, error] of results) {
       const settler = this.pending.get(id);

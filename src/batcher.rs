@@ -1,6 +1,12 @@
 //! Group commit: one writer task takes publish requests in arrival order, appends as many as are
 //! waiting (up to `batch.maxSize` events, waiting up to `batch.maxDelayMs` for more) in one store
 //! call, routes the committed events in position order, then answers each request.
+//!
+//! Answers are handed on by the writer itself, one after another before it does anything else,
+//! so callers reported through one channel (the napi layer's) hear of a whole commit at once;
+//! while they are on their way back ([`Batcher::expect_return`]) the next commit waits for them.
+//! Callers that await each publish then share commits, instead of splitting into groups that
+//! alternate between commits, each waiting for the other's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +40,14 @@ impl Drop for Arrival {
     }
 }
 
+/// Receives the result of a write; run by the writer as it answers the commit, so it must be
+/// quick and must not block.
+pub type Answer = Box<dyn FnOnce(Result<Vec<Appended>>) + Send>;
+
 enum Msg {
     Write {
         events: Vec<Event>,
-        reply: oneshot::Sender<Result<Vec<Appended>>>,
+        answer: Answer,
         /// Dropped by the writer as it takes the request, so the count of arrivals it waits for
         /// never includes one already in its hands (dropping it after the send let the writer
         /// wait a wake-up for the publisher's own arrival).
@@ -50,6 +60,8 @@ enum Msg {
 pub struct Batcher {
     tx: mpsc::Sender<Msg>,
     arriving: Arc<InFlight>,
+    /// Whether answered callers are expected back (see [`Batcher::expect_return`]).
+    hold_for_returns: bool,
 }
 
 impl Batcher {
@@ -62,8 +74,13 @@ impl Batcher {
     ) -> Batcher {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let arriving = Arc::new(InFlight::default());
+        let hold_for_returns = store.fixed_commit_cost();
         tokio::spawn(writer(rx, store, tailer, metrics, config, arriving.clone()).instrument(span));
-        Batcher { tx, arriving }
+        Batcher {
+            tx,
+            arriving,
+            hold_for_returns,
+        }
     }
 
     /// Announces a publish that will reach `write` soon (see [`Arrival`]).
@@ -72,22 +89,38 @@ impl Batcher {
         Arrival(self.arriving.clone())
     }
 
+    /// Announces a caller being answered who will probably publish again at once (one awaiting
+    /// each publish in a loop); None where a commit costs too little for holding it to pay.
+    pub fn expect_return(&self) -> Option<Arrival> {
+        self.hold_for_returns.then(|| self.expect_arrival())
+    }
+
     /// Stores `events` atomically, after everything queued before them.
     pub async fn write(
         &self,
         events: Vec<Event>,
         arrival: Option<Arrival>,
     ) -> Result<Vec<Appended>> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Msg::Write {
-                events,
-                reply,
-                arrival,
-            })
-            .await
-            .map_err(|_| EventBusError::closed())?;
-        answer.await.map_err(|_| EventBusError::closed())?
+        let (reply, result) = oneshot::channel();
+        let answer: Answer = Box::new(move |r| {
+            // A publisher that stopped waiting does not stop the others.
+            let _ = reply.send(r);
+        });
+        self.submit(events, arrival, answer).await;
+        result.await.map_err(|_| EventBusError::closed())?
+    }
+
+    /// Queues `events` to be stored atomically, after everything queued before them; the writer
+    /// hands the result to `answer` (also when the writer has stopped: CLOSED).
+    pub async fn submit(&self, events: Vec<Event>, arrival: Option<Arrival>, answer: Answer) {
+        let msg = Msg::Write {
+            events,
+            answer,
+            arrival,
+        };
+        if let Err(mpsc::error::SendError(Msg::Write { answer, .. })) = self.tx.send(msg).await {
+            answer(Err(EventBusError::closed()));
+        }
     }
 
     /// Waits until every queued write is stored and routed, then stops the writer.
@@ -111,18 +144,18 @@ async fn writer(
     while shutdown.is_none() {
         let Some(first) = rx.recv().await else { break };
         let mut requests = Vec::new();
-        let mut replies = Vec::new();
+        let mut answers = Vec::new();
         let mut size = 0usize;
         let mut take = |msg: Msg, size: &mut usize| match msg {
             Msg::Write {
                 events,
-                reply,
+                answer,
                 arrival,
             } => {
                 drop(arrival);
                 *size += events.len();
                 requests.push(events);
-                replies.push(reply);
+                answers.push(answer);
                 true
             }
             Msg::Shutdown(done) => {
@@ -160,7 +193,7 @@ async fn writer(
             }
         }
         if !requests.is_empty() {
-            commit(&*store, &tailer, &metrics, requests, replies).await;
+            commit(&*store, &tailer, &metrics, requests, answers).await;
         }
     }
     if let Some(done) = shutdown {
@@ -173,11 +206,11 @@ async fn commit(
     tailer: &Tailer,
     metrics: &Metrics,
     requests: Vec<Vec<Event>>,
-    replies: Vec<oneshot::Sender<Result<Vec<Appended>>>>,
+    answers: Vec<Answer>,
 ) {
     Metrics::add(&metrics.batches, 1);
     let results = store.append(requests).await;
-    for (result, reply) in results.into_iter().zip(replies) {
+    for (result, answer) in results.into_iter().zip(answers) {
         if let Ok(appended) = &result {
             let fresh: Vec<_> = appended
                 .iter()
@@ -189,7 +222,6 @@ async fn commit(
             // Requests are answered in store order, so handing over here keeps position order.
             tailer.local(fresh);
         }
-        // A publisher that stopped waiting does not stop the others.
-        let _ = reply.send(result);
+        answer(result);
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify, OnceCell};
 use tracing::{info_span, Instrument, Span};
 
-use crate::batcher::{Arrival, Batcher};
+use crate::batcher::{Answer, Arrival, Batcher};
 use crate::config::{Config, RetentionConfig};
 use crate::consumer_group::{GroupOptions, Member};
 use crate::error::{EventBusError, Result};
@@ -98,16 +98,59 @@ impl Drop for Admitted {
 
 impl Admitted {
     /// Validates, stores and routes one event; resolves after it is committed.
-    pub async fn publish(mut self, event: Event, scope: &Scope) -> Result<Published> {
+    pub async fn publish(self, event: Event, scope: &Scope) -> Result<Published> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.publish_then(event, scope, move |result| {
+            // A publisher that stopped waiting does not stop the others.
+            let _ = tx.send(result);
+        })
+        .await;
+        rx.await.map_err(|_| EventBusError::closed())?
+    }
+
+    /// As [`Admitted::publish`], but the result goes to `done`, called by the writer as it
+    /// answers the commit (see [`crate::batcher`]), or at once if the event is refused or not
+    /// stored. `done` must be quick and must not block.
+    pub async fn publish_then(
+        mut self,
+        event: Event,
+        scope: &Scope,
+        done: impl FnOnce(Result<Published>) + Send + 'static,
+    ) {
         let span = self.bus.publish_span("one", 1);
         let arrival = self.arrival.take();
-        let mut out = self
-            .bus
-            .publish_all(vec![event], scope, false, arrival)
+        let bus = self.bus.clone();
+        let accepted = match bus
+            .accept(vec![event], scope, false)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(accepted) if bus.inner.config.enabled => accepted,
+            Ok(mut accepted) => {
+                return done(
+                    accepted
+                        .pop()
+                        .map(Published::NotStored)
+                        .ok_or_else(no_event),
+                );
+            }
+            Err(e) => return done(Err(e)),
+        };
+        let answer: Answer = Box::new(move |result| {
+            done(result.and_then(|mut appended| {
+                appended
+                    .pop()
+                    .map(|a| Published::Stored(a.event))
+                    .ok_or_else(no_event)
+            }));
+            // Admitted until answered, so close() waits for this publish.
+            drop(self);
+        });
+        bus.inner
+            .batcher
+            .submit(accepted, arrival, answer)
             .instrument(span)
-            .await?;
-        out.pop()
-            .ok_or_else(|| EventBusError::StoreUnavailable("store returned no event".into()))
+            .await;
     }
 
     /// Publishes several events atomically: all are stored, or none (the error names the index).
@@ -139,6 +182,10 @@ impl Admitted {
         let rows = inner.store.query(&query).await?;
         Ok(into_page(rows, &query))
     }
+}
+
+fn no_event() -> EventBusError {
+    EventBusError::StoreUnavailable("store returned no event".into())
 }
 
 async fn archive_all(store: &dyn Store, older_than: DateTime<Utc>) -> Result<u64> {
@@ -464,6 +511,12 @@ impl EventBus {
         self.inner.runtime.spawn(task);
     }
 
+    /// Announces a caller being answered who will probably publish again at once; see
+    /// [`Batcher::expect_return`].
+    pub fn expect_return(&self) -> Option<Arrival> {
+        self.inner.batcher.expect_return()
+    }
+
     /// Admits an operation now (fails CLOSED once `close` has begun); see [`Admitted`].
     pub fn admit(&self) -> Result<Admitted> {
         self.inner.gate.in_flight.add(1);
@@ -500,6 +553,20 @@ impl EventBus {
         arrival: Option<Arrival>,
     ) -> Result<Vec<Published>> {
         let inner = &self.inner;
+        let accepted = self.accept(events, scope, indexed).await?;
+        if !inner.config.enabled || accepted.is_empty() {
+            return Ok(accepted.into_iter().map(Published::NotStored).collect());
+        }
+        let appended = inner.batcher.write(accepted, arrival).await?;
+        Ok(appended
+            .into_iter()
+            .map(|a| Published::Stored(a.event))
+            .collect())
+    }
+
+    /// Runs the middleware chain on each event; `indexed` names the failing event's index.
+    async fn accept(&self, events: Vec<Event>, scope: &Scope, indexed: bool) -> Result<Vec<Event>> {
+        let inner = &self.inner;
         let result: Result<Vec<Event>> = async {
             let mut accepted = Vec::with_capacity(events.len());
             for (i, event) in events.into_iter().enumerate() {
@@ -513,18 +580,10 @@ impl EventBus {
             Ok(accepted)
         }
         .await;
-        let accepted = result.inspect_err(|e| {
+        result.inspect_err(|e| {
             Metrics::add(&inner.metrics.rejected, 1);
             tracing::debug!(code = e.code(), error = %e, "publish rejected");
-        })?;
-        if !inner.config.enabled || accepted.is_empty() {
-            return Ok(accepted.into_iter().map(Published::NotStored).collect());
-        }
-        let appended = inner.batcher.write(accepted, arrival).await?;
-        Ok(appended
-            .into_iter()
-            .map(|a| Published::Stored(a.event))
-            .collect())
+        })
     }
 
     /// Delivers matching events committed from now on to `sink`, in position order.

@@ -634,7 +634,58 @@ async fn a_live_subscriber_never_sees_events_published_before_it_subscribed(stor
     }
 }
 
+async fn publish_then_answers_once_per_publish_and_close_waits_for_the_answers(store: &TestStore) {
+    type Answers = Arc<Mutex<Vec<(usize, Result<Published, EventBusError>)>>>;
+    let bus = store.open("{}").await;
+    let answers: Answers = Arc::default();
+    let publish = |n: usize, first: usize| {
+        let (bus, answers) = (bus.clone(), answers.clone());
+        async move {
+            for i in first..first + n {
+                let answers = answers.clone();
+                // The last of the first round is refused by validation, before the writer.
+                let e = typed(if i == 39 { "Bad" } else { "a.b" }, json!({ "i": i }));
+                let admitted = bus.admit().expect("open");
+                // Returns once queued: the answer comes from the writer after the commit.
+                admitted
+                    .publish_then(e, &all(), move |r| {
+                        answers.lock().expect("lock").push((i, r))
+                    })
+                    .await;
+            }
+        }
+    };
+    let answered = || answers.lock().expect("lock").len();
+    publish(40, 0).await;
+    for _ in 0..1000 {
+        if answered() == 40 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(answered(), 40);
+    let stored = bus
+        .get_events(EventFilter::default(), &all())
+        .await
+        .expect("query");
+    assert_eq!(stored.events.len(), 39, "the refused event was not stored");
+    // Queued, not yet answered: close waits for their answers.
+    publish(20, 40).await;
+    bus.close().await;
+    let mut answers = std::mem::take(&mut *answers.lock().expect("lock"));
+    assert_eq!(answers.len(), 60, "close waited for every answer");
+    answers.sort_by_key(|(i, _)| *i);
+    let refused = answers.remove(39).1.expect_err("refused");
+    assert_eq!(refused.code(), "INVALID_EVENT");
+    let positions: Vec<u64> = answers
+        .iter()
+        .map(|(_, r)| r.as_ref().expect("stored").position().expect("position"))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "queue order");
+}
+
 conformance!(
+    publish_then_answers_once_per_publish_and_close_waits_for_the_answers,
     a_live_subscriber_never_sees_events_published_before_it_subscribed,
     replay_from_the_log_joins_the_live_stream_without_gap_or_duplicate,
     concurrent_publishers_are_seen_in_position_order_exactly_once,

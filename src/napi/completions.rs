@@ -2,8 +2,17 @@
 //! costs a threadsafe function per call, which capped one-call-per-event publishing at 20–40k
 //! calls/s here; instead JS numbers each publish, and finished ones come back together as one JSON
 //! array `[[id, event], [id, null, "CODE: message"], …]` (one wake-up and one `JSON.parse` for all).
+//!
+//! An answer on its way to JS counts as an expected arrival at the writer (see
+//! `batcher::Arrival`) until JS has handled it: a caller awaiting each publish usually publishes
+//! again as soon as it is answered, and the writer then waits for it and the rest of its commit
+//! instead of committing whoever queued meanwhile alone (groups of callers would otherwise
+//! alternate between commits, each waiting for the other's). The token is released when JS makes
+//! its next publish call, or when JS reports the batch handled (`settled`), whichever is first.
 
+use std::collections::VecDeque;
 use std::fmt::Write;
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
@@ -11,6 +20,7 @@ use napi::Status;
 use tokio::sync::mpsc;
 
 use super::js_callbacks::{weak, Tsfn};
+use crate::batcher::Arrival;
 use crate::bus::EventBus;
 
 /// Most completions, and about the most bytes, handed over in one call (events may be large; a
@@ -18,10 +28,15 @@ use crate::bus::EventBus;
 const BATCH: usize = 4096;
 const BATCH_BYTES: usize = 8 << 20;
 
-pub type Completion = (u32, std::result::Result<String, String>);
+pub type Completion = (u32, std::result::Result<String, String>, Option<Arrival>);
+
+/// Arrival tokens of the answers handed to JS, one entry per batch, oldest first.
+type InTransit = Arc<Mutex<VecDeque<Vec<Arrival>>>>;
 
 pub struct Completions {
     tx: mpsc::UnboundedSender<Completion>,
+    bus: EventBus,
+    in_transit: InTransit,
 }
 
 impl Completions {
@@ -30,25 +45,54 @@ impl Completions {
     pub fn start(bus: &EventBus, settle: &Function<String, ()>) -> napi::Result<Completions> {
         let tsfn: Tsfn<()> = weak(settle)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
+        let in_transit = InTransit::default();
+        let batches = in_transit.clone();
         bus.spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut out = String::from("[");
-                push(&mut out, first);
+                let mut tokens = Vec::new();
+                tokens.extend(push(&mut out, first));
                 for _ in 1..BATCH {
                     if out.len() >= BATCH_BYTES {
                         break;
                     }
                     let Ok(next) = rx.try_recv() else { break };
                     out.push(',');
-                    push(&mut out, next);
+                    tokens.extend(push(&mut out, next));
                 }
                 out.push(']');
+                lock(&batches).push_back(tokens);
                 if tsfn.call(out, ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
+                    lock(&batches).pop_back();
                     break; // the JS side is gone
                 }
             }
         });
-        Ok(Completions { tx })
+        Ok(Completions {
+            tx,
+            bus: bus.clone(),
+            in_transit,
+        })
+    }
+
+    /// JS is making a publish call: if it answers one of the callers in transit, that caller has
+    /// arrived (its new publish holds a token of its own), so one token goes.
+    pub fn publishing(&self) {
+        // Entries stay, even empty, until `settled` counts them off.
+        let mut batches = lock(&self.in_transit);
+        if let Some(token) = batches.iter_mut().find_map(Vec::pop) {
+            drop(token);
+        }
+    }
+
+    /// JS has handled the oldest `batches` batches, and everything their callers did at once.
+    pub fn settled(&self, batches: u32) {
+        let mut in_transit = lock(&self.in_transit);
+        for _ in 0..batches {
+            if in_transit.pop_front().is_none() {
+                break;
+            }
+        }
     }
 
     /// Where one publish reports its result (an error if it ends without one, e.g. a panic, so
@@ -57,6 +101,7 @@ impl Completions {
         Reply {
             id,
             tx: Some(self.tx.clone()),
+            bus: self.bus.clone(),
         }
     }
 }
@@ -64,29 +109,43 @@ impl Completions {
 pub struct Reply {
     id: u32,
     tx: Option<mpsc::UnboundedSender<Completion>>,
+    bus: EventBus,
 }
 
 impl Reply {
+    /// Called by the writer as it answers the commit (or earlier, for a refused publish).
     pub fn send(mut self, result: std::result::Result<String, String>) {
+        self.answer(result);
+    }
+
+    fn answer(&mut self, result: std::result::Result<String, String>) {
         if let Some(tx) = self.tx.take() {
-            let _ = tx.send((self.id, result));
+            // Taken before the writer moves on, so its next commit sees this caller coming.
+            let _ = tx.send((self.id, result, self.bus.expect_return()));
         }
     }
 }
 
 impl Drop for Reply {
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let reason = "STORE_UNAVAILABLE: the publish ended without a result".to_string();
-            let _ = tx.send((self.id, Err(reason)));
+        if self.tx.is_some() {
+            self.answer(Err(
+                "STORE_UNAVAILABLE: the publish ended without a result".to_string()
+            ));
         }
     }
 }
 
-fn push(out: &mut String, (id, result): Completion) {
+/// Appends one completion to the batch; returns its arrival token.
+fn push(out: &mut String, (id, result, token): Completion) -> Option<Arrival> {
     // Writing to a String cannot fail.
     let _ = match result {
         Ok(event_json) => write!(out, "[{id},{event_json}]"),
         Err(reason) => write!(out, "[{id},null,{}]", serde_json::Value::String(reason)),
     };
+    token
+}
+
+fn lock(in_transit: &InTransit) -> std::sync::MutexGuard<'_, VecDeque<Vec<Arrival>>> {
+    in_transit.lock().unwrap_or_else(|p| p.into_inner())
 }

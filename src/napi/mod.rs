@@ -164,27 +164,39 @@ impl NativeBus {
         Ok(())
     }
 
+    /// JS has handled the oldest `batches` batches given to the publish sink (and whatever their
+    /// callers did at once).
+    #[napi]
+    pub fn publishes_settled(&self, batches: u32) {
+        if let Some(completions) = &*self.completions.lock().unwrap_or_else(|p| p.into_inner()) {
+            completions.settled(batches);
+        }
+    }
+
     /// Publishes one event (JSON); its result reaches the publish sink under `id`.
     #[napi]
     pub fn publish(&self, id: u32, event_json: String, tenant: Option<String>) -> napi::Result<()> {
         let admitted = self.bus.admit().map_err(to_js_error)?;
-        let reply = self
-            .completions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .ok_or_else(|| napi::Error::from_reason("INVALID_CONFIG: no publish sink is set"))?
-            .reply(id);
+        let reply = {
+            let completions = self.completions.lock().unwrap_or_else(|p| p.into_inner());
+            let completions = completions.as_ref().ok_or_else(|| {
+                napi::Error::from_reason("INVALID_CONFIG: no publish sink is set")
+            })?;
+            completions.publishing();
+            completions.reply(id)
+        };
         self.bus.spawn(async move {
-            let published = match Event::from_json(&event_json) {
-                Ok(event) => admitted.publish(event, &scope(tenant)).await,
-                Err(e) => Err(e),
+            let settle = move |published: crate::error::Result<Published>| {
+                reply.send(
+                    published
+                        .map(|p| p.json().into_owned())
+                        .map_err(|e| format!("{}: {}", e.code(), e)),
+                )
             };
-            reply.send(
-                published
-                    .map(|p| p.json().into_owned())
-                    .map_err(|e| format!("{}: {}", e.code(), e)),
-            );
+            match Event::from_json(&event_json) {
+                Ok(event) => admitted.publish_then(event, &scope(tenant), settle).await,
+                Err(e) => settle(Err(e)),
+            }
         });
         Ok(())
     }

@@ -97,6 +97,11 @@ impl State {
 
 #[async_trait]
 impl Store for MemoryStore {
+    /// Appending costs next to nothing: waiting for company would only add delay.
+    fn fixed_commit_cost(&self) -> bool {
+        false
+    }
+
     fn groups(&self) -> &dyn GroupStore {
         &self.groups
     }

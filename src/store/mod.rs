@@ -59,6 +59,12 @@ pub trait Store: Send + Sync + 'static {
     /// its own: it is stored whole or fails whole, without affecting the others.
     async fn append(&self, requests: Vec<Vec<Event>>) -> Vec<Result<Vec<Appended>>>;
 
+    /// Whether a commit costs about the same whatever its size (a round trip, an fsync), so that
+    /// holding one briefly for publishes on their way pays. Not for an in-memory log.
+    fn fixed_commit_cost(&self) -> bool {
+        true
+    }
+
     /// Events matching the query, in its order, at most `query.limit + 1` of them.
     async fn query(&self, query: &Query) -> Result<Vec<SharedEvent>>;
 
