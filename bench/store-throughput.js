@@ -2,6 +2,11 @@
 // node-postgres baselines writing the same rows into the same table definition:
 //   - one INSERT per event (1 connection awaited; 16 connections concurrently)
 //   - COPY of the rows (the bulk-load ceiling)
+//   - 16 rows per INSERT, one statement at a time: the most 16 publishers that each await their
+//     publish can get from PostgreSQL, whatever sits in between (16 events in flight, each needing
+//     a commit; one commit of all 16 is the best case)
+//   - the bus's own append statement (lock, doorbell, UNNEST) for one row, and the bus on the
+//     memory store: the two parts of one awaited publish beside the raw INSERT
 // and the bus on SQLite. Prints one JSON line per measurement. Run: npm run bench:store
 const fs = require('node:fs');
 const os = require('node:os');
@@ -58,6 +63,18 @@ async function withSchema(fn) {
 
 const INSERT = `INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id)
                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING position`;
+const ROWS_PER_INSERT = PUBLISHERS;
+const MULTI_INSERT = `INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id) VALUES ${Array.from(
+  { length: ROWS_PER_INSERT },
+  (_, r) => `(${Array.from({ length: 7 }, (_, c) => `$${r * 7 + c + 1}`).join(', ')})`,
+).join(', ')} RETURNING position`;
+// As src/store/postgres.rs appends (first attempt, bus-generated ids), for one row.
+const BUS_APPEND = `INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
+  SELECT t.id, t.type, t.payload::jsonb, t.ts, t.project_id, t.tenant_id, t.user_id, t.metadata::jsonb
+  FROM (SELECT pg_advisory_xact_lock($9), pg_notify($10, $11)) AS append_lock,
+       UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])
+       WITH ORDINALITY AS t(id, type, payload, ts, project_id, tenant_id, user_id, metadata, ord)
+  ORDER BY t.ord RETURNING id, position`;
 const row = (i) => {
   const e = event(i);
   return [randomUUID(), e.type, JSON.stringify(e.payload), new Date(), e.projectId, e.tenantId, e.userId];
@@ -77,9 +94,28 @@ async function baselines() {
         latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
       }
     });
-    client.release();
     latencies.sort((a, b) => a - b);
     line({ case: 'INSERT per event, 1 connection awaited', impl: 'node-postgres', events: N_SINGLE, eventsPerSec: Math.round(N_SINGLE / single), p50Ms: +percentile(latencies, 50).toFixed(3), p99Ms: +percentile(latencies, 99).toFixed(3) });
+    // The bus's append statement for one row, awaited (no bus: only what PostgreSQL does).
+    const appendLatencies = [];
+    for (let i = 0; i < N_SINGLE; i++) {
+      const [id, type, payload, ts, p, t, u] = row(i);
+      const begin = process.hrtime.bigint();
+      await client.query({ name: 'bus-append', text: BUS_APPEND, values: [[id], [type], [payload], [ts], [p], [t], [u], [null], 1578613342, `event_bus:${schema}`, 'bench'] });
+      appendLatencies.push(Number(process.hrtime.bigint() - begin) / 1e6);
+    }
+    appendLatencies.sort((a, b) => a - b);
+    line({ case: "the bus's append statement, 1 row, 1 connection awaited", impl: 'node-postgres', events: N_SINGLE, p50Ms: +percentile(appendLatencies, 50).toFixed(3), p99Ms: +percentile(appendLatencies, 99).toFixed(3) });
+    // 16 events in flight as one commit, back to back: the ceiling for 16 awaited publishers.
+    const multi = await timed(async () => {
+      for (let b = 0; b < N_CONCURRENT / ROWS_PER_INSERT; b++) {
+        const values = [];
+        for (let r = 0; r < ROWS_PER_INSERT; r++) values.push(...row(b * ROWS_PER_INSERT + r));
+        await client.query({ name: 'multi-insert', text: MULTI_INSERT, values });
+      }
+    });
+    client.release();
+    line({ case: `${ROWS_PER_INSERT} rows per INSERT, one at a time (16 events in flight)`, impl: 'node-postgres', events: N_CONCURRENT, eventsPerSec: Math.round(N_CONCURRENT / multi) });
     // One INSERT per event from 16 concurrent publishers, 16 connections.
     const per = N_CONCURRENT / PUBLISHERS;
     const concurrent = await timed(() =>
@@ -105,12 +141,19 @@ async function baselines() {
     copyClient.release();
     await pool.end();
     line({ case: 'COPY', impl: 'node-postgres', events: N_MANY, eventsPerSec: Math.round(N_MANY / copy) });
-    return { rawP50: percentile(latencies, 50), perInsert: N_SINGLE / single, perInsert16: N_CONCURRENT / concurrent, copy: N_MANY / copy };
+    return {
+      rawP50: percentile(latencies, 50),
+      appendP50: percentile(appendLatencies, 50),
+      perInsert: N_SINGLE / single,
+      perInsert16: N_CONCURRENT / concurrent,
+      ceiling16: N_CONCURRENT / multi,
+      copy: N_MANY / copy,
+    };
   });
 }
 
-async function bus(storeUrl, label) {
-  const bus = await EventBus.open({ storeUrl, logger: () => {}, store: { poolSize: PUBLISHERS } });
+/** One publisher awaiting each publish; returns the p50 latency. */
+async function awaitedOneByOne(bus, label) {
   const latencies = [];
   const single = await timed(async () => {
     for (let i = 0; i < N_SINGLE; i++) {
@@ -121,6 +164,20 @@ async function bus(storeUrl, label) {
   });
   latencies.sort((a, b) => a - b);
   line({ case: '1 publisher awaited', impl: label, events: N_SINGLE, eventsPerSec: Math.round(N_SINGLE / single), p50Ms: +percentile(latencies, 50).toFixed(3), p99Ms: +percentile(latencies, 99).toFixed(3) });
+  return percentile(latencies, 50);
+}
+
+/** What the bus adds to an awaited publish without a store round trip (JS → Rust → JS). */
+async function busWithoutStore() {
+  const bus = await EventBus.open({ storeUrl: 'memory:', logger: () => {} });
+  const p50 = await awaitedOneByOne(bus, '@situs/event-bus memory');
+  await bus.close();
+  return p50;
+}
+
+async function bus(storeUrl, label) {
+  const bus = await EventBus.open({ storeUrl, logger: () => {}, store: { poolSize: PUBLISHERS } });
+  const p50 = await awaitedOneByOne(bus, label);
   const per = N_CONCURRENT / PUBLISHERS;
   const concurrent = await timed(() =>
     Promise.all(
@@ -155,7 +212,7 @@ async function bus(storeUrl, label) {
   line({ case: 'publishMany(500)', impl: label, events: N_MANY, eventsPerSec: Math.round(N_MANY / many) });
   await bus.close();
   return {
-    p50: percentile(latencies, 50),
+    p50,
     concurrent: N_CONCURRENT / concurrent,
     pipelined: N_CONCURRENT / pipelined,
     many: N_MANY / many,
@@ -165,6 +222,7 @@ async function bus(storeUrl, label) {
 async function main() {
   const base = await baselines();
   const pg = await withSchema((url) => bus(url, '@situs/event-bus postgres'));
+  const memoryP50 = await busWithoutStore();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'situs-eb-bench-'));
   await bus(`sqlite://${path.join(dir, 'bench.db')}`, '@situs/event-bus sqlite');
   fs.rmSync(dir, { recursive: true, force: true });
@@ -179,6 +237,14 @@ async function main() {
     publishManyVsCopy: r(pg.many / base.copy),
     singleP50VsRawInsertP50: r(pg.p50 / base.rawP50),
     targets: { concurrentVsCopy: 0.6, concurrentVsPerInsert: 10, publishManyVsCopy: 0.8, singleP50VsRawInsertP50: 1.3 },
+    // What PostgreSQL allows 16 awaited publishers on this machine, whatever sits in between.
+    ceiling16VsCopy: r(base.ceiling16 / base.copy),
+    ceiling16VsPerInsert: r(base.ceiling16 / base.perInsert),
+    concurrentVsCeiling16: r(pg.concurrent / base.ceiling16),
+    // One awaited publish, in parts: the bus's statement, and the bus without a store.
+    appendStatementP50VsRawInsertP50: r(base.appendP50 / base.rawP50),
+    memoryBusP50Ms: +memoryP50.toFixed(3),
+    statementPlusMemoryBusVsRawInsertP50: r((base.appendP50 + memoryP50) / base.rawP50),
   });
 }
 
