@@ -3,11 +3,12 @@
 //! call, routes the committed events in position order, then answers each request.
 //!
 //! Answers are handed on by the writer itself, one after another before it does anything else,
-//! so callers reported through one channel (the napi layer's) hear of a whole commit at once;
-//! while they are on their way back ([`Batcher::expect_return`]) the next commit waits for them.
+//! so the answers of one commit enter the napi layer's channel together; while those callers are
+//! on their way back ([`Batcher::expect_return`]) the next commit waits for them.
 //! Callers that await each publish then share commits, instead of splitting into groups that
 //! alternate between commits, each waiting for the other's.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,9 +30,11 @@ const QUEUE_DEPTH: usize = 16 * 1024;
 /// Longest a commit waits for publishes that were admitted but are still on their way.
 const ARRIVAL_WAIT: Duration = Duration::from_millis(2);
 
-/// A publish admitted but not yet queued for the writer. While any exist, the writer holds a
-/// commit briefly so they join it: concurrent publishers then share one commit instead of
-/// alternating between a commit of one and a commit of the rest.
+/// A publish on its way to the writer: admitted but not yet queued, or (see
+/// [`Batcher::expect_return`]) a caller being answered who will probably publish again. While any
+/// exist, the writer holds a commit briefly (up to [`ARRIVAL_WAIT`]) so they join it: concurrent
+/// publishers then share one commit instead of alternating between a commit of one and a commit
+/// of the rest.
 pub struct Arrival(Arc<InFlight>);
 
 impl Drop for Arrival {
@@ -83,7 +86,7 @@ impl Batcher {
         }
     }
 
-    /// Announces a publish that will reach `write` soon (see [`Arrival`]).
+    /// Announces a publish that will reach `write` or `submit` soon (see [`Arrival`]).
     pub fn expect_arrival(&self) -> Arrival {
         self.arriving.add(1);
         Arrival(self.arriving.clone())
@@ -222,6 +225,10 @@ async fn commit(
             // Requests are answered in store order, so handing over here keeps position order.
             tailer.local(fresh);
         }
-        answer(result);
+        // An answer is caller code: its panic must not take the writer (and every later
+        // publish) with it.
+        if std::panic::catch_unwind(AssertUnwindSafe(move || answer(result))).is_err() {
+            tracing::error!("a publish's answer panicked");
+        }
     }
 }

@@ -119,7 +119,7 @@ impl Admitted {
     ) {
         let span = self.bus.publish_span("one", 1);
         let arrival = self.arrival.take();
-        let bus = self.bus.clone();
+        let bus = &self.bus;
         let accepted = match bus
             .accept(vec![event], scope, false)
             .instrument(span.clone())
@@ -136,6 +136,7 @@ impl Admitted {
             }
             Err(e) => return done(Err(e)),
         };
+        let in_span = span.clone();
         let answer: Answer = Box::new(move |result| {
             done(result.and_then(|mut appended| {
                 appended
@@ -143,9 +144,10 @@ impl Admitted {
                     .map(|a| Published::Stored(a.event))
                     .ok_or_else(no_event)
             }));
-            // Admitted until answered, so close() waits for this publish.
-            drop(self);
+            // The publish span ends with the answer, so it covers the commit.
+            drop(in_span);
         });
+        // Once queued, close() drains it before the writer stops (Batcher::shutdown).
         bus.inner
             .batcher
             .submit(accepted, arrival, answer)

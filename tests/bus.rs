@@ -634,7 +634,7 @@ async fn a_live_subscriber_never_sees_events_published_before_it_subscribed(stor
     }
 }
 
-async fn publish_then_answers_once_per_publish_and_close_waits_for_the_answers(store: &TestStore) {
+async fn publish_then_answers_every_publish_once_also_those_queued_at_close(store: &TestStore) {
     type Answers = Arc<Mutex<Vec<(usize, Result<Published, EventBusError>)>>>;
     let bus = store.open("{}").await;
     let answers: Answers = Arc::default();
@@ -669,11 +669,11 @@ async fn publish_then_answers_once_per_publish_and_close_waits_for_the_answers(s
         .await
         .expect("query");
     assert_eq!(stored.events.len(), 39, "the refused event was not stored");
-    // Queued, not yet answered: close waits for their answers.
+    // Queued, not yet answered: close() stores and answers them before it returns.
     publish(20, 40).await;
     bus.close().await;
     let mut answers = std::mem::take(&mut *answers.lock().expect("lock"));
-    assert_eq!(answers.len(), 60, "close waited for every answer");
+    assert_eq!(answers.len(), 60, "close answered every queued publish");
     answers.sort_by_key(|(i, _)| *i);
     let refused = answers.remove(39).1.expect_err("refused");
     assert_eq!(refused.code(), "INVALID_EVENT");
@@ -684,8 +684,37 @@ async fn publish_then_answers_once_per_publish_and_close_waits_for_the_answers(s
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "queue order");
 }
 
+async fn a_panicking_answer_does_not_stop_the_writer(store: &TestStore) {
+    let bus = store.open("{}").await;
+    let admitted = bus.admit().expect("open");
+    admitted
+        .publish_then(typed("a.b", json!(1)), &all(), |_| {
+            panic!("the caller's answer fails")
+        })
+        .await;
+    let after = bus
+        .publish(typed("a.c", json!(2)), &all())
+        .await
+        .expect("the writer still runs");
+    let stored = bus
+        .get_events(EventFilter::default(), &all())
+        .await
+        .expect("query");
+    assert_eq!(
+        stored
+            .events
+            .iter()
+            .map(|e| e.event.event_type.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a.b", "a.c"]
+    );
+    assert!(after.position() > Some(stored.events[0].position));
+    bus.close().await;
+}
+
 conformance!(
-    publish_then_answers_once_per_publish_and_close_waits_for_the_answers,
+    a_panicking_answer_does_not_stop_the_writer,
+    publish_then_answers_every_publish_once_also_those_queued_at_close,
     a_live_subscriber_never_sees_events_published_before_it_subscribed,
     replay_from_the_log_joins_the_live_stream_without_gap_or_duplicate,
     concurrent_publishers_are_seen_in_position_order_exactly_once,

@@ -7,8 +7,9 @@
 //! `batcher::Arrival`) until JS has handled it: a caller awaiting each publish usually publishes
 //! again as soon as it is answered, and the writer then waits for it and the rest of its commit
 //! instead of committing whoever queued meanwhile alone (groups of callers would otherwise
-//! alternate between commits, each waiting for the other's). The token is released when JS makes
-//! its next publish call, or when JS reports the batch handled (`settled`), whichever is first.
+//! alternate between commits, each waiting for the other's). Any publish call from JS releases one
+//! such token (its own publish now holds an arrival of its own); JS reporting a batch handled
+//! (`settled`) releases the rest of that batch's.
 
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -21,14 +22,15 @@ use tokio::sync::mpsc;
 
 use super::js_callbacks::{weak, Tsfn};
 use crate::batcher::Arrival;
-use crate::bus::EventBus;
+use crate::bus::{EventBus, Published};
 
 /// Most completions, and about the most bytes, handed over in one call (events may be large; a
 /// string past V8's limit could not be made at all).
 const BATCH: usize = 4096;
 const BATCH_BYTES: usize = 8 << 20;
 
-pub type Completion = (u32, std::result::Result<String, String>, Option<Arrival>);
+/// A publish's id, its result (an error as "CODE: message"), and its caller's arrival token.
+pub type Completion = (u32, std::result::Result<Published, String>, Option<Arrival>);
 
 /// Arrival tokens of the answers handed to JS, one entry per batch, oldest first.
 type InTransit = Arc<Mutex<VecDeque<Vec<Arrival>>>>;
@@ -75,8 +77,8 @@ impl Completions {
         })
     }
 
-    /// JS is making a publish call: if it answers one of the callers in transit, that caller has
-    /// arrived (its new publish holds a token of its own), so one token goes.
+    /// JS is making a publish call: one expected caller is here (or JS is busy publishing, and
+    /// the others will be reported by `settled`), so one token goes.
     pub fn publishing(&self) {
         // Entries stay, even empty, until `settled` counts them off.
         let mut batches = lock(&self.in_transit);
@@ -113,12 +115,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// Called by the writer as it answers the commit (or earlier, for a refused publish).
-    pub fn send(mut self, result: std::result::Result<String, String>) {
-        self.answer(result);
+    /// Called by the writer as it answers the commit (or earlier, for a refused publish); the
+    /// event is rendered by the completions task, not by the writer.
+    pub fn send(mut self, result: crate::error::Result<Published>) {
+        self.answer(result.map_err(|e| format!("{}: {}", e.code(), e)));
     }
 
-    fn answer(&mut self, result: std::result::Result<String, String>) {
+    fn answer(&mut self, result: std::result::Result<Published, String>) {
         if let Some(tx) = self.tx.take() {
             // Taken before the writer moves on, so its next commit sees this caller coming.
             let _ = tx.send((self.id, result, self.bus.expect_return()));
@@ -140,7 +143,7 @@ impl Drop for Reply {
 fn push(out: &mut String, (id, result, token): Completion) -> Option<Arrival> {
     // Writing to a String cannot fail.
     let _ = match result {
-        Ok(event_json) => write!(out, "[{id},{event_json}]"),
+        Ok(published) => write!(out, "[{id},{}]", published.json()),
         Err(reason) => write!(out, "[{id},null,{}]", serde_json::Value::String(reason)),
     };
     token

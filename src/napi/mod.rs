@@ -44,8 +44,9 @@ fn scope(tenant: Option<String>) -> Scope {
 #[napi]
 pub struct NativeBus {
     bus: EventBus,
-    /// Taken at `close`: it holds the settle callback, which holds this bus (a cycle GC cannot
-    /// see through); in-flight publishes keep their own senders until they report.
+    /// Taken at `close`: its task holds the settle callback, which holds this bus (a cycle GC
+    /// cannot see through), and ends once every reply is in; in-flight publishes keep their own
+    /// senders until they report.
     completions: Mutex<Option<Completions>>,
 }
 
@@ -186,16 +187,13 @@ impl NativeBus {
             completions.reply(id)
         };
         self.bus.spawn(async move {
-            let settle = move |published: crate::error::Result<Published>| {
-                reply.send(
-                    published
-                        .map(|p| p.json().into_owned())
-                        .map_err(|e| format!("{}: {}", e.code(), e)),
-                )
-            };
             match Event::from_json(&event_json) {
-                Ok(event) => admitted.publish_then(event, &scope(tenant), settle).await,
-                Err(e) => settle(Err(e)),
+                Ok(event) => {
+                    admitted
+                        .publish_then(event, &scope(tenant), |p| reply.send(p))
+                        .await
+                }
+                Err(e) => reply.send(Err(e)),
             }
         });
         Ok(())
