@@ -135,21 +135,6 @@ impl Batcher {
             .then(|| Arrival::of(&self.expected.returning))
     }
 
-    /// Stores `events` atomically, after everything queued before them.
-    pub async fn write(
-        &self,
-        events: Vec<Event>,
-        arrival: Option<Arrival>,
-    ) -> Result<Vec<Appended>> {
-        let (reply, result) = oneshot::channel();
-        let answer: Answer = Box::new(move |r| {
-            // A publisher that stopped waiting does not stop the others.
-            let _ = reply.send(r);
-        });
-        self.submit(events, arrival, answer).await;
-        result.await.map_err(|_| EventBusError::closed())?
-    }
-
     /// Queues `events` to be stored atomically, after everything queued before them; the writer
     /// hands the result to `answer` (also when the writer has stopped: CLOSED).
     pub async fn submit(&self, events: Vec<Event>, arrival: Option<Arrival>, answer: Answer) {

@@ -112,37 +112,59 @@ impl Admitted {
     /// answers the commit (see [`crate::batcher`]), or at once if the event is refused or not
     /// stored. `done` must be quick and must not block.
     pub async fn publish_then(
-        mut self,
+        self,
         event: Event,
         scope: &Scope,
         done: impl FnOnce(Result<Published>) + Send + 'static,
     ) {
-        let span = self.bus.publish_span("one", 1);
+        self.publish_all_then(vec![event], scope, false, move |result| {
+            done(result.and_then(|mut published| published.pop().ok_or_else(no_event)))
+        })
+        .await;
+    }
+
+    /// Publishes several events atomically: all are stored, or none (the error names the index).
+    pub async fn publish_many(self, events: Vec<Event>, scope: &Scope) -> Result<Vec<Published>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.publish_all_then(events, scope, true, move |result| {
+            let _ = tx.send(result);
+        })
+        .await;
+        rx.await.map_err(|_| EventBusError::closed())?
+    }
+
+    /// Runs the middleware on `events`, then stores them atomically (unless the bus is disabled
+    /// or there are none) and hands them to `done`; `indexed` (publishMany) names a refused
+    /// event's index. Returns once the events are queued for the writer.
+    async fn publish_all_then(
+        mut self,
+        events: Vec<Event>,
+        scope: &Scope,
+        indexed: bool,
+        done: impl FnOnce(Result<Vec<Published>>) + Send + 'static,
+    ) {
+        let kind = if indexed { "many" } else { "one" };
+        let span = self.bus.publish_span(kind, events.len());
         let arrival = self.arrival.take();
         let bus = &self.bus;
         let accepted = match bus
-            .accept(vec![event], scope, false)
+            .accept(events, scope, indexed)
             .instrument(span.clone())
             .await
         {
-            Ok(accepted) if bus.inner.config.enabled => accepted,
-            Ok(mut accepted) => {
-                return done(
-                    accepted
-                        .pop()
-                        .map(Published::NotStored)
-                        .ok_or_else(no_event),
-                );
+            Ok(accepted) if bus.inner.config.enabled && !accepted.is_empty() => accepted,
+            Ok(accepted) => {
+                return done(Ok(accepted.into_iter().map(Published::NotStored).collect()));
             }
             Err(e) => return done(Err(e)),
         };
         let in_span = span.clone();
         let answer: Answer = Box::new(move |result| {
-            done(result.and_then(|mut appended| {
+            done(result.map(|appended| {
                 appended
-                    .pop()
+                    .into_iter()
                     .map(|a| Published::Stored(a.event))
-                    .ok_or_else(no_event)
+                    .collect()
             }));
             // The publish span ends with the answer, so it covers the commit.
             drop(in_span);
@@ -153,20 +175,6 @@ impl Admitted {
             .submit(accepted, arrival, answer)
             .instrument(span)
             .await;
-    }
-
-    /// Publishes several events atomically: all are stored, or none (the error names the index).
-    pub async fn publish_many(
-        mut self,
-        events: Vec<Event>,
-        scope: &Scope,
-    ) -> Result<Vec<Published>> {
-        let span = self.bus.publish_span("many", events.len());
-        let arrival = self.arrival.take();
-        self.bus
-            .publish_all(events, scope, true, arrival)
-            .instrument(span)
-            .await
     }
 
     /// Moves events older than `older_than` to the archive, in bounded batches; returns how many
@@ -545,25 +553,6 @@ impl EventBus {
     /// Publishes several events atomically: all are stored, or none (the error names the index).
     pub async fn publish_many(&self, events: Vec<Event>, scope: &Scope) -> Result<Vec<Published>> {
         self.admit()?.publish_many(events, scope).await
-    }
-
-    async fn publish_all(
-        &self,
-        events: Vec<Event>,
-        scope: &Scope,
-        indexed: bool,
-        arrival: Option<Arrival>,
-    ) -> Result<Vec<Published>> {
-        let inner = &self.inner;
-        let accepted = self.accept(events, scope, indexed).await?;
-        if !inner.config.enabled || accepted.is_empty() {
-            return Ok(accepted.into_iter().map(Published::NotStored).collect());
-        }
-        let appended = inner.batcher.write(accepted, arrival).await?;
-        Ok(appended
-            .into_iter()
-            .map(|a| Published::Stored(a.event))
-            .collect())
     }
 
     /// Runs the middleware chain on each event; `indexed` names the failing event's index.
