@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { EventBus } from '@situs/event-bus';
 import { deferred, openBus } from './helpers';
@@ -191,6 +193,64 @@ describe('delivery before exit', () => {
     `);
     expect(r).toMatchObject({ status: 0, signal: null });
     expect(r.stdout.trim().split('\n').sort()).toEqual(['rejected INVALID_EVENT', 'settled 1000']);
+  });
+
+  it('pending work holds Node open by a ref\'d handle: a beforeExit listener never sees it pending', () => {
+    // Test runners (node:test), process managers and users listen on beforeExit too, often first:
+    // they must never see an empty loop while a publish is pending or events wait for handlers.
+    const r = runNode(`
+      let settled = 0;
+      let handled = 0;
+      process.on('beforeExit', () => console.log('beforeExit', settled, handled));
+      const { EventBus } = require('@situs/event-bus');
+      EventBus.open({ storeUrl: 'memory:', logger: () => {} }).then((bus) => {
+        bus.subscribe('**', async () => { await null; handled++; });
+        for (let i = 0; i < 200; i++) bus.publish({ type: 'a.b', payload: i }).then(() => settled++);
+      });
+    `);
+    expect(r).toMatchObject({ status: 0, signal: null });
+    expect(r.stdout.trim().split('\n')[0]).toBe('beforeExit 200 200');
+  });
+
+  it('an awaited publish under node --test is not cancelled', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'situs-node-test-'));
+    const file = path.join(dir, 'publish.test.js');
+    fs.writeFileSync(
+      file,
+      `const test = require('node:test');
+       const assert = require('node:assert');
+       const { EventBus } = require(${JSON.stringify(root)});
+       test('publish', async () => {
+         const bus = await EventBus.open({ storeUrl: 'memory:', logger: () => {} });
+         assert.equal((await bus.publish({ type: 'a.b', payload: 1 })).position, 1);
+         assert.equal((await bus.getEvents()).events.length, 1);
+         await bus.close();
+       });`,
+    );
+    try {
+      const r = spawnSync(process.execPath, ['--test', file], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.stdout).toContain('# pass 1');
+      expect(r.stdout).toContain('# cancelled 0');
+      expect(r.status).toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a listening SSE server keeps Node alive until closed, unless unref()ed', () => {
+    const r = runNode(`
+      const { EventBus } = require('@situs/event-bus');
+      (async () => {
+        const bus = await EventBus.open({ storeUrl: 'memory:', logger: () => {} });
+        const server = await bus.sse.listen({ host: '127.0.0.1', port: 0 });
+        const idle = await bus.sse.listen({ host: '127.0.0.1', port: 0 });
+        idle.unref();
+        // An unref'd timer: only the first server can keep Node alive until it fires.
+        setTimeout(async () => { await server.close(); console.log('closed'); }, 300).unref();
+      })();
+    `);
+    expect(r).toMatchObject({ status: 0, signal: null });
+    expect(r.stdout.trim()).toBe('closed');
   });
 
   it('close() resolves after every publish made before it has settled', () => {

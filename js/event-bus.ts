@@ -1,6 +1,7 @@
 import { EventBusError, messageOf, native, nativeSync } from './errors';
 import { binding, NativeBus } from './native';
-import { drainPublishes, holdPendingPublishes, publishQueue } from './publish-queue';
+import { hold, release } from './keep-alive';
+import { drainPublishes, publishQueue } from './publish-queue';
 import { fromWire, publishFields, toJson } from './serialize';
 import { Sse } from './sse';
 import { Webhooks } from './webhooks';
@@ -54,28 +55,21 @@ function asPublished<T>(wire: { timestamp: string; position: number | null }): T
 }
 
 /**
- * Handler callbacks (and the callback settling publishes) are weak, so an idle bus never holds
- * Node open. To still settle every publish and deliver every committed event before a script ends,
- * on `beforeExit` each open bus with publishes pending holds a timer until they settle, and one with
- * deliveries pending gets a `whenIdle()` call — a pending native promise that keeps Node alive until
- * they are handled. Nothing on the hot path; `beforeExit` fires again once Node is idle again.
+ * Handler callbacks are weak, so an idle bus never holds Node open. While committed events wait for
+ * their handlers the bus takes a keep-alive hold, so a script that publishes and ends still has
+ * every event it committed handled before Node exits. The core reports each time its count of
+ * pending deliveries leaves or reaches zero; the count is read here, as calls may cross.
  */
-const openBuses = new Set<NativeBus>();
-let exitHookInstalled = false;
-
-function onBeforeExit(): void {
-  for (const nativeBus of openBuses) {
-    holdPendingPublishes(nativeBus);
-    if (nativeBus.pendingDeliveries > 0) nativeBus.whenIdle().catch(() => undefined);
-  }
-}
-
-function track(nativeBus: NativeBus): void {
-  openBuses.add(nativeBus);
-  if (!exitHookInstalled) {
-    process.on('beforeExit', onBeforeExit);
-    exitHookInstalled = true;
-  }
+function holdWhileDelivering(nativeBus: NativeBus): { stop(): void } {
+  let held = false;
+  const update = (busy: boolean): void => {
+    if (busy === held) return;
+    held = busy;
+    if (busy) hold();
+    else release();
+  };
+  nativeBus.watchDeliveries(() => update(!nativeBus.closed && nativeBus.pendingDeliveries > 0));
+  return { stop: () => update(false) };
 }
 
 type EventsOf<P extends string> = string extends P ? BusEvent : [MatchingTypes<P>] extends [never] ? BusEvent<P> : BusEvent<MatchingTypes<P>>;
@@ -201,11 +195,13 @@ export class EventBus extends EventBusHandle {
   /** Server-Sent Events: a Rust HTTP server for browsers, and streams for NestJS `@Sse()`. */
   readonly sse: Sse;
 
+  private readonly deliveries: { stop(): void };
+
   private constructor(nativeBus: NativeBus) {
     super(nativeBus, null);
     this.webhooks = new Webhooks(nativeBus);
     this.sse = new Sse(nativeBus, null);
-    track(nativeBus);
+    this.deliveries = holdWhileDelivering(nativeBus);
   }
 
   /** Opens a bus. Options win over the environment (EVENT_BUS_ENABLED, EVENT_STORE_URL, …). */
@@ -302,10 +298,14 @@ export class EventBus extends EventBusHandle {
   /** Drains pending publishes and deliveries, then releases native resources. Idempotent. */
   close(): Promise<void> {
     return native(async () => {
-      await this.nativeBus.close();
-      // Publishes the native side finished may still be on their way to their promises.
-      await drainPublishes(this.nativeBus);
-      openBuses.delete(this.nativeBus);
+      try {
+        await this.nativeBus.close();
+        // Publishes the native side finished may still be on their way to their promises.
+        await drainPublishes(this.nativeBus);
+      } finally {
+        this.deliveries.stop();
+        this.sse.released();
+      }
     });
   }
 }

@@ -1,4 +1,5 @@
 import { fromNative } from './errors';
+import { hold, release } from './keep-alive';
 import type { NativeBus } from './native';
 
 type Settler = { resolve: (wire: unknown) => void; reject: (err: unknown) => void };
@@ -6,8 +7,8 @@ type Settler = { resolve: (wire: unknown) => void; reject: (err: unknown) => voi
 /**
  * `publish` calls in flight on one native bus. Each gets a number; the native side settles them
  * in batches through one callback (`[[id, event], [id, null, "CODE: message"], …]`), which is far
- * cheaper than a native promise per call. The callback is weak, so while publishes are pending at
- * `beforeExit` a timer keeps Node alive until they settle.
+ * cheaper than a native promise per call. The callback is weak, so while any publish is pending the
+ * queue takes a keep-alive hold (as a pending socket read would), released when the last settles.
  *
  * Once a batch's callers have run (at `setImmediate`, after their promise reactions), the native
  * side is told: until then it expects them to publish again and holds its next commit for them.
@@ -15,7 +16,6 @@ type Settler = { resolve: (wire: unknown) => void; reject: (err: unknown) => voi
 export class PublishQueue {
   private next = 1;
   private readonly pending = new Map<number, Settler>();
-  private keepAlive: ReturnType<typeof setInterval> | undefined;
   private readonly drained: Array<() => void> = [];
   /** Batches settled since the native side was last told. */
   private unreported = 0;
@@ -36,22 +36,13 @@ export class PublishQueue {
         return;
       }
       this.pending.set(id, { resolve, reject });
+      if (this.pending.size === 1) hold();
     });
   }
 
-  /** Keeps Node alive until every pending publish has settled (called at `beforeExit`). */
-  holdUntilSettled(): void {
-    if (this.pending.size > 0 && this.keepAlive === undefined) {
-      this.keepAlive = setInterval(() => {
-        if (this.pending.size === 0) this.release();
-      }, 20);
-    }
-  }
-
-  /** Resolves once every pending publish has settled, keeping Node alive meanwhile. */
+  /** Resolves once every pending publish has settled (Node is held open meanwhile). */
   drain(): Promise<void> {
     if (this.pending.size === 0) return Promise.resolve();
-    this.holdUntilSettled();
     return new Promise((resolve) => this.drained.push(resolve));
   }
 
@@ -61,13 +52,8 @@ export class PublishQueue {
     this.nativeBus.publishesSettled(batches);
   }
 
-  private release(): void {
-    if (this.keepAlive !== undefined) clearInterval(this.keepAlive);
-    this.keepAlive = undefined;
-    for (const resolve of this.drained.splice(0)) resolve();
-  }
-
   private settle(batch: string): void {
+    const waiting = this.pending.size;
     if (this.unreported++ === 0) setImmediate(() => this.reportSettled());
     const results = JSON.parse(batch) as Array<[number, unknown, string?]>;
     for (const [id, wire, error] of results) {
@@ -77,16 +63,14 @@ export class PublishQueue {
       if (error !== undefined) settler.reject(fromNative(new Error(error)));
       else settler.resolve(wire);
     }
-    if (this.pending.size === 0) this.release();
+    if (waiting > 0 && this.pending.size === 0) {
+      release();
+      for (const resolve of this.drained.splice(0)) resolve();
+    }
   }
 }
 
 const queues = new WeakMap<NativeBus, PublishQueue>();
-
-/** Keeps Node alive until a bus's pending publishes settle (a bus that never published has none). */
-export function holdPendingPublishes(nativeBus: NativeBus): void {
-  queues.get(nativeBus)?.holdUntilSettled();
-}
 
 /** Resolves once a bus's pending publishes have settled. */
 export function drainPublishes(nativeBus: NativeBus): Promise<void> {

@@ -1,4 +1,5 @@
 import { EventBusError, messageOf, native } from './errors';
+import { hold, release } from './keep-alive';
 import type { NativeBus } from './native';
 import { fromWire, toJson } from './serialize';
 import type { BusEvent } from './types';
@@ -38,6 +39,10 @@ export interface SseServer {
   readonly url: string;
   /** Ends every stream of this server and stops listening. */
   close(): Promise<void>;
+  /** Like `net.Server#unref`: a listening server no longer keeps Node alive by itself. */
+  unref(): this;
+  /** Undoes `unref()`: the server keeps Node alive until it is closed (the default). */
+  ref(): this;
 }
 
 export interface SseStreamOptions {
@@ -59,8 +64,16 @@ export type SseMessage =
  * AsyncIterable for a NestJS `@Sse()` controller (`from(bus.sse.stream(…))`).
  */
 export class Sse {
+  /** Servers still holding Node open, released when the bus closes (which closes them). */
+  private readonly holding = new Set<() => void>();
+
   /** @internal */
   constructor(private readonly nativeBus: NativeBus, private readonly tenantId: string | null) {}
+
+  /** @internal The bus closed, and its servers with it. */
+  released(): void {
+    for (const unhold of [...this.holding]) unhold();
+  }
 
   listen(options: SseListenOptions = {}): Promise<SseServer> {
     return native(async () => {
@@ -75,7 +88,36 @@ export class Sse {
           }
         : undefined;
       const server = await this.nativeBus.sseListen(toJson(rest, 'options'), hook);
-      return { url: server.url, close: () => server.close() };
+      // A listening server keeps Node alive until closed, as a net.Server does.
+      const unhold = (): void => {
+        if (this.holding.delete(unhold)) release();
+      };
+      const holdOpen = (): void => {
+        if (!this.holding.has(unhold) && !this.nativeBus.closed) {
+          this.holding.add(unhold);
+          hold();
+        }
+      };
+      holdOpen();
+      const handle: SseServer = {
+        url: server.url,
+        close: async () => {
+          try {
+            await server.close();
+          } finally {
+            unhold();
+          }
+        },
+        unref() {
+          unhold();
+          return this;
+        },
+        ref() {
+          holdOpen();
+          return this;
+        },
+      };
+      return handle;
     });
   }
 

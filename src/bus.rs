@@ -718,6 +718,13 @@ impl EventBus {
         self.inner.router.pending()
     }
 
+    /// Calls `watcher` (from any thread) whenever [`EventBus::pending_deliveries`] goes from zero
+    /// to more or back, so a host can keep its process alive while committed events wait for their
+    /// handlers. It reads the count itself: racing calls may arrive out of order. Set once.
+    pub fn watch_pending_deliveries(&self, watcher: impl Fn() + Send + Sync + 'static) -> bool {
+        self.inner.router.watch_pending(Box::new(watcher))
+    }
+
     pub fn is_closed(&self) -> bool {
         self.inner.gate.check_open().is_err()
     }

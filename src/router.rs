@@ -308,6 +308,12 @@ impl Router {
         self.pending.get()
     }
 
+    /// Calls `watcher` whenever pending deliveries go from none to some or back (see
+    /// [`crate::in_flight::Watcher`]); only the first watcher is kept.
+    pub fn watch_pending(&self, watcher: crate::in_flight::Watcher) -> bool {
+        self.pending.watch(watcher)
+    }
+
     /// Resolves once every event routed so far has been handled (or dropped by an unsubscribe).
     pub async fn idle(&self) {
         self.pending.idle().await;

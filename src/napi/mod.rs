@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::{Function, Promise, PromiseRaw};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::Env;
 use napi_derive::napi;
 
@@ -48,6 +49,9 @@ pub struct NativeBus {
     /// cannot see through), and ends once every reply is in; in-flight publishes keep their own
     /// senders until they report.
     completions: Mutex<Option<Completions>>,
+    /// The callback told when pending deliveries leave or reach zero; dropped at `close` (it
+    /// holds this bus through its JS closure, as the publish sink does).
+    delivery_watch: Arc<Mutex<Option<js_callbacks::Tsfn<()>>>>,
 }
 
 #[napi]
@@ -142,6 +146,7 @@ pub fn open_bus<'env>(
         Ok(NativeBus {
             bus,
             completions: Mutex::new(None),
+            delivery_watch: Arc::default(),
         })
     })
 }
@@ -162,6 +167,28 @@ impl NativeBus {
             ));
         }
         *slot = Some(Completions::start(&self.bus, &settle).map_err(callback_error)?);
+        Ok(())
+    }
+
+    /// `changed` is called whenever `pendingDeliveries` goes from zero to more or back (it reads
+    /// the getter: calls may arrive out of order). Set once.
+    #[napi]
+    pub fn watch_deliveries(&self, changed: Function<String, ()>) -> napi::Result<()> {
+        let tsfn = js_callbacks::weak(&changed).map_err(callback_error)?;
+        *self
+            .delivery_watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tsfn);
+        let watch = self.delivery_watch.clone();
+        if !self.bus.watch_pending_deliveries(move || {
+            if let Some(tsfn) = &*watch.lock().unwrap_or_else(|p| p.into_inner()) {
+                tsfn.call(String::new(), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        }) {
+            return Err(napi::Error::from_reason(
+                "INVALID_CONFIG: deliveries are already watched",
+            ));
+        }
         Ok(())
     }
 
@@ -536,8 +563,7 @@ impl NativeBus {
             .map_err(|e| napi::Error::from_reason(e.to_string()))
     }
 
-    /// Resolves once every event routed so far has been handled. While pending, it keeps Node
-    /// alive (the handler callbacks themselves never do).
+    /// Resolves once every event routed so far has been handled (a no-op round trip when idle).
     #[napi]
     pub async fn when_idle(&self) {
         self.bus.deliveries_idle().await;
@@ -558,6 +584,10 @@ impl NativeBus {
     pub async fn close(&self) {
         self.bus.close().await;
         self.completions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.delivery_watch
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
