@@ -212,6 +212,20 @@ describe('delivery before exit', () => {
     expect(r.stdout.trim().split('\n')[0]).toBe('beforeExit 200 200');
   });
 
+  it('a consumer group member keeps Node alive while it handles events just committed', () => {
+    const r = runNode(`
+      let handled = 0;
+      process.on('beforeExit', () => console.log('beforeExit', handled));
+      const { EventBus } = require('@situs/event-bus');
+      EventBus.open({ storeUrl: 'memory:', logger: () => {} }).then(async (bus) => {
+        bus.subscribe('job.*', async () => { await null; handled++; }, { group: 'workers' });
+        for (let i = 0; i < 50; i++) await bus.publish({ type: 'job.queued', payload: i, projectId: 'p' + (i % 5) });
+      });
+    `);
+    expect(r).toMatchObject({ status: 0, signal: null });
+    expect(r.stdout.trim().split('\n')[0]).toBe('beforeExit 50');
+  });
+
   it('an awaited publish under node --test is not cancelled', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'situs-node-test-'));
     const file = path.join(dir, 'publish.test.js');

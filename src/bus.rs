@@ -14,7 +14,7 @@ use crate::config::{Config, RetentionConfig};
 use crate::consumer_group::{GroupOptions, Member};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
-use crate::in_flight::InFlight;
+use crate::in_flight::{InFlight, WakeHold};
 use crate::log_forward::{self, LogSink, Registration};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::middleware::security::scoped_tenant;
@@ -304,13 +304,18 @@ struct RunningMember {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Rings a group member's doorbell when a matching event commits (a route in the router).
-struct WakeSink(Arc<Notify>);
+/// Rings a group member's doorbell when a matching event commits (a route in the router). The ring
+/// stays counted as a pending delivery until the member has caught up (see [`WakeHold`]).
+struct WakeSink {
+    wake: Arc<Notify>,
+    busy: Arc<WakeHold>,
+}
 
 #[async_trait::async_trait]
 impl Sink for WakeSink {
     async fn deliver(&self, _events: &[SharedEvent]) -> Vec<crate::router::HandlerFailure> {
-        self.0.notify_one();
+        self.busy.ring();
+        self.wake.notify_one();
         Vec::new()
     }
 }
@@ -627,10 +632,14 @@ impl EventBus {
         let span =
             self.child_span(info_span!(parent: &inner.span, "consumer_group", group = %group.name));
         let wake = Arc::new(Notify::new());
+        let busy = Arc::new(WakeHold::new(inner.router.pending_count()));
         let subscription = inner.router.subscribe(
             patterns.clone(),
             filter.clone(),
-            Arc::new(WakeSink(wake.clone())),
+            Arc::new(WakeSink {
+                wake: wake.clone(),
+                busy: busy.clone(),
+            }),
             None,
             span.clone(),
         );
@@ -643,6 +652,7 @@ impl EventBus {
             filter,
             sink,
             wake: wake.clone(),
+            busy,
             stopped: stopped.clone(),
             metrics: inner.metrics.clone(),
             poll_interval: inner.config.delivery.poll_interval,

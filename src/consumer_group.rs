@@ -14,6 +14,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::error::{EventBusError, Result};
 use crate::event::SharedEvent;
+use crate::in_flight::{Held, WakeHold};
 use crate::metrics::Metrics;
 use crate::pattern::{any_matches, Pattern};
 use crate::query::Query;
@@ -231,9 +232,20 @@ pub struct Member {
     pub sink: Arc<dyn Sink>,
     /// Rung when matching events commit (by the router) and on unsubscribe/close.
     pub wake: Arc<Notify>,
+    /// Counts a ring as pending work until this member has caught up, so the host process
+    /// stays alive for events it is about to handle.
+    pub busy: Arc<WakeHold>,
     pub stopped: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
     pub poll_interval: Duration,
+}
+
+struct CloseOnDrop<'a>(&'a WakeHold);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl Member {
@@ -250,6 +262,8 @@ impl Member {
 
     /// Runs until stopped; then gives its partitions back and returns.
     pub async fn run(self: Arc<Self>) {
+        // However the member ends, no ring stays counted as pending work.
+        let _closing = CloseOnDrop(&self.busy);
         let groups = self.store.groups();
         let name = self.options.name.clone();
         let Some(partitions) = self.join().await else {
@@ -261,7 +275,12 @@ impl Member {
         // wait, the member's other partitions go on.
         let mut parked: HashMap<u32, JoinHandle<Option<u64>>> = HashMap::new();
         let mut next_claim = tokio::time::Instant::now();
+        // The ring being answered; let go once caught up (nothing left to handle or retry).
+        let mut answering: Option<Held> = None;
         while !self.stopping() {
+            if let Some(ring) = self.busy.take() {
+                answering = Some(ring);
+            }
             if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + renew_every;
                 match groups.claim(&name, &self.id, self.options.lease).await {
@@ -290,6 +309,9 @@ impl Member {
                 .map(|(&p, &cp)| (p, cp))
                 .collect();
             if active.is_empty() {
+                if parked.is_empty() {
+                    drop(answering.take());
+                }
                 self.pause(next_claim - tokio::time::Instant::now()).await;
                 continue;
             }
@@ -299,10 +321,15 @@ impl Member {
             {
                 Ok(true) => {}
                 Ok(false) => {
+                    if parked.is_empty() {
+                        drop(answering.take());
+                    }
                     let wait = (next_claim - tokio::time::Instant::now()).min(self.poll_interval);
                     self.pause(wait).await;
                 }
                 Err(e) => {
+                    // A failing store is not work in hand: the process may exit meanwhile.
+                    drop(answering.take());
                     warn!(group = %name, error = %e, "consumer group round failed; retrying");
                     self.pause(Duration::from_millis(500)).await;
                 }

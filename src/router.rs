@@ -308,6 +308,11 @@ impl Router {
         self.pending.get()
     }
 
+    /// The count of pending deliveries, for work routed here but done elsewhere (group members).
+    pub fn pending_count(&self) -> Arc<InFlight> {
+        self.pending.clone()
+    }
+
     /// Calls `watcher` whenever pending deliveries go from none to some or back (see
     /// [`crate::in_flight::Watcher`]); only the first watcher is kept.
     pub fn watch_pending(&self, watcher: crate::in_flight::Watcher) -> bool {
