@@ -1,8 +1,12 @@
-// `prepare` runs on `npm install`/`npm ci` in a clone (build for development: a debug addon) and on
-// `npm pack`/`npm publish` (build what ships: a release addon).
+// `prepare` runs on `npm install`/`npm ci` in a clone: it builds for development (a debug addon
+// and the TypeScript). What ships is packed by `npm run release:pack` (scripts/pack.js), which adds
+// the per-platform binary packages; a plain `npm pack`/`npm publish` here would ship neither.
 const { execSync } = require('node:child_process');
 
-const shipping = ['pack', 'publish'].includes(process.env.npm_command);
+if (['pack', 'publish'].includes(process.env.npm_command)) {
+  console.error('Use `npm run release:pack` (scripts/pack.js): it builds the release binary and packs both packages.');
+  process.exit(1);
+}
 const run = (cmd) => execSync(cmd, { stdio: 'inherit' });
-run(shipping ? 'npm run build:native:release' : 'npm run build:native');
+run('npm run build:native');
 run('npm run build:ts');

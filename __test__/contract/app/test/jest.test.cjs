@@ -1,0 +1,4 @@
+// jest, CommonJS.
+const contract = require('../contract.cjs');
+
+for (const { name, run } of contract(require('@situs/event-bus'))) test(name, run);
