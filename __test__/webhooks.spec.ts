@@ -171,6 +171,37 @@ describe.each(backends)('%s: webhooks', (_name, makeStore) => {
     await r.close();
   });
 
+  it('delivery records name their event and the webhook-id sent, and are found by eventId', async () => {
+    bus = await open();
+    const r = await receiver();
+    const orders = await bus.webhooks.register({ url: r.url, events: ['order.*'] });
+    const placedOnly = await bus.webhooks.register({ url: r.url, events: ['order.placed'] });
+    const placed = await bus.publish({ type: 'order.placed', payload: 1 });
+    const paid = await bus.publish({ type: 'order.paid', payload: 2 });
+    await eventually(async () => (await bus.webhooks.deliveries({ status: 'delivered' })).length === 3, 'three recorded deliveries');
+    const every = await bus.webhooks.deliveries();
+    expect(every).toHaveLength(3);
+    for (const d of every) {
+      // What an operator reads is what the receiver got: the header, and the event in the body.
+      const sent = r.received.filter((q) => q.headers['webhook-id'] === d.webhookId);
+      expect(sent).toHaveLength(1);
+      expect(JSON.parse(sent[0].body)).toMatchObject({ id: d.eventId, type: d.eventType, position: d.position });
+    }
+    const ofPlaced = await bus.webhooks.deliveries({ eventId: placed.id });
+    expect(ofPlaced.map((d) => d.endpointId).sort()).toEqual([orders.id, placedOnly.id].sort());
+    expect(ofPlaced.every((d) => d.eventId === placed.id && d.eventType === 'order.placed')).toBe(true);
+    expect(await bus.webhooks.deliveries({ eventId: paid.id })).toMatchObject([{ endpointId: orders.id, eventId: paid.id, eventType: 'order.paid' }]);
+    expect(await bus.webhooks.deliveries({ eventId: paid.id, endpointId: placedOnly.id })).toEqual([]);
+    expect(await bus.webhooks.deliveries({ eventId: '01890a5d-ac96-774b-bcce-b302099a8057' })).toEqual([]);
+    for (const bad of ['nope', 42, '']) {
+      await expect(bus.webhooks.deliveries({ eventId: bad as never })).rejects.toMatchObject({
+        code: 'INVALID_EVENT',
+        message: expect.stringContaining('eventId'),
+      });
+    }
+    await r.close();
+  });
+
   it('gives up after the last retry, keeps every attempt, and replays on request', async () => {
     bus = await open({ retryAttempts: 2 });
     let healthy = false;

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn, Instrument};
 use uuid::Uuid;
 
-use super::signing::signature_header;
+use super::signing::{message_id, signature_header};
 use super::ssrf;
 use super::EndpointsHint;
 use crate::config::WebhookConfig;
@@ -267,7 +267,7 @@ impl Pool {
     async fn send(&self, d: DueDelivery) -> Outcome {
         let attempt = d.attempts + 1;
         let body = d.event.json();
-        let id = format!("msg_{}_{}", d.event.event.id.simple(), d.id);
+        let id = message_id(d.event.event.id, d.id);
         let timestamp = Utc::now().timestamp();
         let at = Utc::now();
         let started = Instant::now();
