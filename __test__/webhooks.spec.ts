@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { Webhook as SvixWebhook } from 'svix';
-import { EventBus, EventBusOptions } from '@situs/event-bus';
+import { EventBus, EventBusOptions, LogRecord } from '@situs/event-bus';
 import { postgresStore, sqliteStore } from './stores';
 
 jest.setTimeout(120_000);
@@ -199,6 +199,29 @@ describe.each(backends)('%s: webhooks', (_name, makeStore) => {
         message: expect.stringContaining('eventId'),
       });
     }
+    await r.close();
+  });
+
+  it('logs failed and dead deliveries with a readable cause and no Rust debug syntax', async () => {
+    const records: LogRecord[] = [];
+    bus = await EventBus.open({
+      storeUrl: store.url,
+      logLevel: 'debug',
+      logger: (record) => records.push(record),
+      webhook: { ...LOCAL, retryAttempts: 1 },
+    });
+    const r = await receiver(() => ({ status: 500 }));
+    const endpoint = await bus.webhooks.register({ url: r.url, events: ['**'] });
+    const e = await bus.publish({ type: 'a.b', payload: 1 });
+    const find = (message: string) => records.find((x) => x.message === message);
+    await eventually(() => find('webhook delivery is dead') !== undefined, 'the dead-delivery log record');
+    const retried = find('webhook attempt failed; will retry');
+    const dead = find('webhook delivery is dead');
+    for (const record of [retried, dead]) {
+      expect(JSON.stringify(record?.fields)).not.toMatch(/None|Some\(/);
+      expect(record?.fields).toMatchObject({ endpoint: endpoint.id, event: e.id, status: 500, error: 'the endpoint answered HTTP 500' });
+    }
+    expect(dead?.level).toBe('warn');
     await r.close();
   });
 
