@@ -121,11 +121,17 @@ fn outcome(d: &DueDelivery, status: Option<u16>, next: Next) -> Outcome {
     }
 }
 
-async fn delivery(bus: &EventBus, id: u64) -> Delivery {
+/// Every delivery, newest first.
+async fn every_delivery(bus: &EventBus) -> Vec<Delivery> {
     webhooks(bus)
         .deliveries(&query(None, None, 1000))
         .await
         .expect("deliveries")
+}
+
+async fn delivery(bus: &EventBus, id: u64) -> Delivery {
+    every_delivery(bus)
+        .await
         .into_iter()
         .find(|d| d.id == id)
         .expect("delivery exists")
@@ -1299,10 +1305,7 @@ async fn deliveries_name_their_event_and_are_found_by_event_id(store: &TestStore
                 .expect("archive");
             assert_eq!(moved, 2);
         }
-        let every = ws
-            .deliveries(&query(None, None, 100))
-            .await
-            .expect("deliveries");
+        let every = every_delivery(&bus).await;
         assert_eq!(every.len(), 3, "archived: {archived}");
         for d in &every {
             let (id, event_type) = if d.event_id == Some(placed.0) {
@@ -1335,10 +1338,7 @@ async fn deliveries_name_their_event_and_are_found_by_event_id(store: &TestStore
         .await
         .expect("purge");
     assert_eq!(purged, 2);
-    let every = ws
-        .deliveries(&query(None, None, 100))
-        .await
-        .expect("deliveries");
+    let every = every_delivery(&bus).await;
     assert_eq!(every.len(), 3);
     assert!(every
         .iter()
