@@ -32,6 +32,8 @@ function establishedServerSockets(url: string): number {
 
 function rawClient(url: string, headers: Record<string, string> = {}) {
   const blocks: Parsed[] = [];
+  /** When each block arrived (ms, performance.now(); blocks of one chunk share it), by index. */
+  const arrivals: number[] = [];
   let buffer = '';
   let status = 0;
   let responseHeaders: http.IncomingHttpHeaders = {};
@@ -43,6 +45,7 @@ function rawClient(url: string, headers: Record<string, string> = {}) {
     responseHeaders = res.headers;
     res.setEncoding('utf8');
     res.on('data', (chunk: string) => {
+      const at = performance.now();
       buffer += chunk;
       let end;
       while ((end = buffer.indexOf('\n\n')) >= 0) {
@@ -59,6 +62,7 @@ function rawClient(url: string, headers: Record<string, string> = {}) {
           }
         }
         blocks.push(parsed);
+        arrivals.push(at);
       }
     });
     res.on('end', () => (ended = true));
@@ -67,6 +71,7 @@ function rawClient(url: string, headers: Record<string, string> = {}) {
   req.on('error', () => (ended = true));
   return {
     blocks,
+    arrivals,
     events: () => blocks.filter((b) => b.data !== undefined && b.event !== 'reset'),
     get status() {
       return status;
@@ -140,6 +145,27 @@ describe('SSE server', () => {
     const c = rawClient(server.url);
     await eventually(() => c.blocks.some((b) => b.comment === 'heartbeat'), 'a heartbeat', 5_000);
     c.abort();
+  });
+
+  it('never leaves a stream silent for longer than the heartbeat interval, before or after an event', async () => {
+    // A proxy whose idle timeout equals the interval must never see a longer gap between writes.
+    const interval = 300;
+    const slack = 100;
+    bus = await open({ sse: { heartbeatIntervalMs: interval } });
+    const server = await bus.sse.listen({ host: '127.0.0.1' });
+    const c = rawClient(server.url);
+    await eventually(() => c.blocks.length >= 3, 'the preamble', 5_000);
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Midway between two heartbeats (for a timer that ticks from the start).
+    await new Promise((r) => setTimeout(r, interval / 2));
+    await bus.publish({ type: 'a.b', payload: 1 });
+    await new Promise((r) => setTimeout(r, 1_000));
+    c.abort();
+    expect(c.events()).toHaveLength(1);
+    const writes = [...new Set(c.arrivals)];
+    const gaps = writes.slice(1).map((t, i) => Math.round(t - writes[i]));
+    expect(gaps.filter((gap) => gap > interval + slack)).toEqual([]);
+    expect(c.blocks.filter((b) => b.comment === 'heartbeat').length).toBeGreaterThanOrEqual(5);
   });
 
   it('works with the eventsource client: named events, or plain messages with format=message', async () => {

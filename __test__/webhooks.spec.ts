@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { Webhook as SvixWebhook } from 'svix';
-import { EventBus, EventBusOptions } from '@situs/event-bus';
+import { EventBus, EventBusOptions, LogRecord } from '@situs/event-bus';
 import { postgresStore, sqliteStore } from './stores';
 
 jest.setTimeout(120_000);
@@ -168,6 +168,60 @@ describe.each(backends)('%s: webhooks', (_name, makeStore) => {
     expect(d.attemptLog[0].responseBody!.length).toBeLessThanOrEqual(1024);
     expect(d.attemptLog[0].responseBody).toMatch(/^response body/);
     expect(bus.metrics()).toMatchObject({ webhooksDelivered: 1, webhookFailures: 2 });
+    await r.close();
+  });
+
+  it('delivery records name their event and the webhook-id sent, and are found by eventId', async () => {
+    bus = await open();
+    const r = await receiver();
+    const orders = await bus.webhooks.register({ url: r.url, events: ['order.*'] });
+    const placedOnly = await bus.webhooks.register({ url: r.url, events: ['order.placed'] });
+    const placed = await bus.publish({ type: 'order.placed', payload: 1 });
+    const paid = await bus.publish({ type: 'order.paid', payload: 2 });
+    await eventually(async () => (await bus.webhooks.deliveries({ status: 'delivered' })).length === 3, 'three recorded deliveries');
+    const every = await bus.webhooks.deliveries();
+    expect(every).toHaveLength(3);
+    for (const d of every) {
+      // What an operator reads is what the receiver got: the header, and the event in the body.
+      const sent = r.received.filter((q) => q.headers['webhook-id'] === d.webhookId);
+      expect(sent).toHaveLength(1);
+      expect(JSON.parse(sent[0].body)).toMatchObject({ id: d.eventId, type: d.eventType, position: d.position });
+    }
+    const ofPlaced = await bus.webhooks.deliveries({ eventId: placed.id });
+    expect(ofPlaced.map((d) => d.endpointId).sort()).toEqual([orders.id, placedOnly.id].sort());
+    expect(ofPlaced.every((d) => d.eventId === placed.id && d.eventType === 'order.placed')).toBe(true);
+    expect(await bus.webhooks.deliveries({ eventId: paid.id })).toMatchObject([{ endpointId: orders.id, eventId: paid.id, eventType: 'order.paid' }]);
+    expect(await bus.webhooks.deliveries({ eventId: paid.id, endpointId: placedOnly.id })).toEqual([]);
+    expect(await bus.webhooks.deliveries({ eventId: '01890a5d-ac96-774b-bcce-b302099a8057' })).toEqual([]);
+    for (const bad of ['nope', 42, '']) {
+      await expect(bus.webhooks.deliveries({ eventId: bad as never })).rejects.toMatchObject({
+        code: 'INVALID_EVENT',
+        message: expect.stringContaining('eventId'),
+      });
+    }
+    await r.close();
+  });
+
+  it('logs failed and dead deliveries with a readable cause and no Rust debug syntax', async () => {
+    const records: LogRecord[] = [];
+    bus = await EventBus.open({
+      storeUrl: store.url,
+      logLevel: 'debug',
+      logger: (record) => records.push(record),
+      webhook: { ...LOCAL, retryAttempts: 1 },
+    });
+    const r = await receiver(() => ({ status: 500 }));
+    const endpoint = await bus.webhooks.register({ url: r.url, events: ['**'] });
+    const e = await bus.publish({ type: 'a.b', payload: 1 });
+    const find = (message: string) => records.find((x) => x.message === message);
+    await eventually(() => find('webhook delivery is dead') !== undefined, 'the dead-delivery log record');
+    const retried = find('webhook attempt failed; will retry');
+    const dead = find('webhook delivery is dead');
+    for (const record of [retried, dead]) {
+      expect(JSON.stringify(record?.fields)).not.toMatch(/None|Some\(/);
+      expect(record?.fields).toMatchObject({ endpoint: endpoint.id, event: e.id, status: 500, error: 'the endpoint answered HTTP 500' });
+    }
+    expect(dead?.level).toBe('warn');
     await r.close();
   });
 

@@ -375,6 +375,15 @@ export interface WebhookDelivery {
   endpointId: string;
   /** The event's position. */
   position: number;
+  /** The event's id (null only once the event has been purged from the archive). */
+  eventId: string | null;
+  /** The event's type (null only once the event has been purged from the archive). */
+  eventType: string | null;
+  /**
+   * The `webhook-id` header the receiver gets (`msg_…`, the same on every attempt and replay);
+   * null only once the event has been purged from the archive.
+   */
+  webhookId: string | null;
   status: 'pending' | 'retrying' | 'delivered' | 'dead';
   attempts: number;
   nextAttemptAt: Date | null;
@@ -388,6 +397,8 @@ export interface WebhookDelivery {
 export interface WebhookDeliveryQuery {
   endpointId?: string;
   status?: WebhookDelivery['status'];
+  /** Only the deliveries of this event (its id, a UUID). */
+  eventId?: string;
   /** At most 1000 (default 100). */
   limit?: number;
 }

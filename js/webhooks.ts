@@ -77,7 +77,10 @@ export class Webhooks {
     return native(() => this.nativeBus.webhookRemove(checkId(id, 'id')));
   }
 
-  /** Newest first, with every attempt's status code, error, latency and truncated response. */
+  /**
+   * Newest first, with every attempt's status code, error, latency and truncated response. Each
+   * names its event (`eventId`, `eventType`) and the `webhook-id` header sent (`webhookId`).
+   */
   deliveries(query: WebhookDeliveryQuery = {}): Promise<WebhookDelivery[]> {
     return native(async () => {
       const json = await this.nativeBus.webhookDeliveries(toJson(query ?? {}, 'query'));

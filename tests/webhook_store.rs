@@ -16,10 +16,11 @@ use common::{event, typed, TestStore};
 use serde_json::json;
 use situs_event_bus::pattern::Pattern;
 use situs_event_bus::store::webhooks::{
-    Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, EndpointPatch, NewEndpoint, Next,
-    Outcome, WebhookStore,
+    Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, EndpointPatch,
+    NewEndpoint, Next, Outcome, WebhookStore,
 };
 use situs_event_bus::store::Store;
+use situs_event_bus::transport::webhook::{delivery_json, signing};
 use situs_event_bus::{EventBus, Scope};
 use uuid::Uuid;
 
@@ -62,10 +63,19 @@ async fn publish(bus: &EventBus, json: &str) -> u64 {
         .expect("stored")
 }
 
+fn query(endpoint: Option<Uuid>, status: Option<DeliveryStatus>, limit: usize) -> DeliveryQuery {
+    DeliveryQuery {
+        endpoint_id: endpoint,
+        status,
+        event_id: None,
+        limit,
+    }
+}
+
 /// Every delivery of one endpoint, oldest first.
 async fn deliveries_of(bus: &EventBus, endpoint: Uuid) -> Vec<Delivery> {
     let mut list = webhooks(bus)
-        .deliveries(Some(endpoint), None, 1000)
+        .deliveries(&query(Some(endpoint), None, 1000))
         .await
         .expect("deliveries");
     list.reverse();
@@ -111,11 +121,17 @@ fn outcome(d: &DueDelivery, status: Option<u16>, next: Next) -> Outcome {
     }
 }
 
-async fn delivery(bus: &EventBus, id: u64) -> Delivery {
+/// Every delivery, newest first.
+async fn every_delivery(bus: &EventBus) -> Vec<Delivery> {
     webhooks(bus)
-        .deliveries(None, None, 1000)
+        .deliveries(&query(None, None, 1000))
         .await
         .expect("deliveries")
+}
+
+async fn delivery(bus: &EventBus, id: u64) -> Delivery {
+    every_delivery(bus)
+        .await
         .into_iter()
         .find(|d| d.id == id)
         .expect("delivery exists")
@@ -393,7 +409,10 @@ async fn publishing_writes_one_delivery_per_matching_enabled_endpoint(store: &Te
     assert_eq!(positions_of(&bus, p1.id).await, vec![p_e1, p_e3, p_e6]);
     assert_eq!(positions_of(&bus, acme_p2.id).await, vec![p_e4]);
     assert!(positions_of(&bus, off.id).await.is_empty(), "disabled");
-    let every = ws.deliveries(None, None, 1000).await.expect("deliveries");
+    let every = ws
+        .deliveries(&query(None, None, 1000))
+        .await
+        .expect("deliveries");
     assert_eq!(every.len(), 10);
     assert!(every.iter().all(|d| d.position != p_e2));
     for d in &every {
@@ -917,7 +936,7 @@ async fn deliveries_are_listed_newest_first_and_filtered(store: &TestStore) {
     let list = |endpoint: Option<Uuid>, status: Option<DeliveryStatus>, limit: usize| {
         let ws = webhooks(&bus);
         async move {
-            ws.deliveries(endpoint, status, limit)
+            ws.deliveries(&query(endpoint, status, limit))
                 .await
                 .expect("deliveries")
                 .iter()
@@ -1076,7 +1095,10 @@ async fn removing_an_endpoint_removes_its_deliveries_and_attempts(store: &TestSt
     ws.record(&outcomes, 50).await.expect("record");
     assert!(ws.remove_endpoint(gone.id).await.expect("remove"));
     assert!(deliveries_of(&bus, gone.id).await.is_empty());
-    let left = ws.deliveries(None, None, 100).await.expect("deliveries");
+    let left = ws
+        .deliveries(&query(None, None, 100))
+        .await
+        .expect("deliveries");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].endpoint_id, kept.id);
     assert_eq!(left[0].attempt_log.len(), 1);
@@ -1224,8 +1246,112 @@ async fn claims_skip_endpoints_the_workers_are_busy_with(store: &TestStore) {
     bus.close().await;
 }
 
+async fn deliveries_name_their_event_and_are_found_by_event_id(store: &TestStore) {
+    let bus = store.open(NO_WORKERS).await;
+    let ws = webhooks(&bus);
+    let orders = ws
+        .insert_endpoint(&endpoint(&["order.*"], None, None))
+        .await
+        .expect("insert");
+    let placed_only = ws
+        .insert_endpoint(&endpoint(&["order.placed"], None, None))
+        .await
+        .expect("insert");
+    let publish_event = |json: &'static str| {
+        let bus = &bus;
+        async move {
+            let published = bus.publish(event(json), &all()).await.expect("publish");
+            (published.event().id, published.event().event_type.clone())
+        }
+    };
+    let placed = publish_event(r#"{"type":"order.placed","payload":1}"#).await;
+    let paid = publish_event(r#"{"type":"order.paid","payload":2}"#).await;
+    let by_event = |event_id: Uuid, endpoint: Option<Uuid>| {
+        let ws = webhooks(&bus);
+        async move {
+            let mut found = ws
+                .deliveries(&DeliveryQuery {
+                    event_id: Some(event_id),
+                    ..query(endpoint, None, 100)
+                })
+                .await
+                .expect("deliveries");
+            found.sort_by_key(|d| d.id);
+            found
+                .iter()
+                .map(|d| (d.endpoint_id, d.event_id, d.event_type.clone()))
+                .collect::<Vec<_>>()
+        }
+    };
+    // The record's webhookId is the header the dispatcher derives from the claim.
+    let claimed = claim(&bus, 10).await;
+    assert_eq!(claimed.len(), 3);
+    for c in &claimed {
+        let d = delivery(&bus, c.id).await;
+        let json: serde_json::Value = serde_json::from_str(&delivery_json(&d)).expect("json");
+        assert_eq!(
+            json["webhookId"],
+            json!(signing::message_id(c.event.event.id, c.id))
+        );
+        assert_eq!(json["eventId"], json!(c.event.event.id.to_string()));
+        assert_eq!(json["eventType"], json!(c.event.event.event_type));
+    }
+    // Once the events move to the archive, their deliveries still name them.
+    for archived in [false, true] {
+        if archived {
+            let moved = bus
+                .archive(Utc::now() + TimeDelta::minutes(1))
+                .await
+                .expect("archive");
+            assert_eq!(moved, 2);
+        }
+        let every = every_delivery(&bus).await;
+        assert_eq!(every.len(), 3, "archived: {archived}");
+        for d in &every {
+            let (id, event_type) = if d.event_id == Some(placed.0) {
+                &placed
+            } else {
+                &paid
+            };
+            assert_eq!(d.event_id, Some(*id), "archived: {archived}");
+            assert_eq!(d.event_type.as_deref(), Some(event_type.as_str()));
+        }
+        let mut of_placed = by_event(placed.0, None).await;
+        of_placed.sort();
+        let mut expected = vec![
+            (orders.id, Some(placed.0), Some(placed.1.clone())),
+            (placed_only.id, Some(placed.0), Some(placed.1.clone())),
+        ];
+        expected.sort();
+        assert_eq!(of_placed, expected, "archived: {archived}");
+        assert_eq!(
+            by_event(paid.0, None).await,
+            vec![(orders.id, Some(paid.0), Some(paid.1.clone()))]
+        );
+        assert_eq!(by_event(paid.0, Some(placed_only.id)).await, vec![]);
+        assert_eq!(by_event(Uuid::now_v7(), None).await, vec![]);
+    }
+    // Purged from the archive: the deliveries stay listed, with no event to name.
+    let purged = bus
+        .store()
+        .purge_archive_batch(Utc::now() + TimeDelta::minutes(1), 100)
+        .await
+        .expect("purge");
+    assert_eq!(purged, 2);
+    let every = every_delivery(&bus).await;
+    assert_eq!(every.len(), 3);
+    assert!(every
+        .iter()
+        .all(|d| d.event_id.is_none() && d.event_type.is_none()));
+    let json: serde_json::Value = serde_json::from_str(&delivery_json(&every[0])).expect("json");
+    assert_eq!(json["webhookId"], serde_json::Value::Null);
+    assert_eq!(by_event(placed.0, None).await, vec![]);
+    bus.close().await;
+}
+
 conformance!(
     claims_skip_endpoints_the_workers_are_busy_with,
+    deliveries_name_their_event_and_are_found_by_event_id,
     endpoints_are_inserted_listed_updated_and_removed,
     publishing_writes_one_delivery_per_matching_enabled_endpoint,
     claims_are_exclusive_leased_and_carry_the_event,

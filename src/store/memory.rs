@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use super::groups::{GroupStore, MemoryGroups};
 use super::webhooks::{
-    tally, Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch,
-    EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
+    tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
+    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
 use super::{duplicate_error, existing, Appended, Store};
 use crate::error::{EventBusError, Result};
@@ -46,6 +46,18 @@ impl MemoryStore {
 }
 
 impl State {
+    /// The position of the event with this id, live or archived.
+    fn position_of(&self, id: Uuid) -> Option<u64> {
+        match self.by_id.get(&id) {
+            Some(e) => Some(e.position),
+            None => self
+                .archive
+                .iter()
+                .find(|(e, _)| e.event.id == id)
+                .map(|(e, _)| e.position),
+        }
+    }
+
     /// The event at `position`, live or archived.
     fn event_at(&self, position: u64) -> Option<SharedEvent> {
         match self.log.binary_search_by_key(&position, |e| e.position) {
@@ -517,39 +529,47 @@ impl WebhookStore for MemoryStore {
         Ok(disabled)
     }
 
-    async fn deliveries(
-        &self,
-        endpoint_id: Option<Uuid>,
-        status: Option<DeliveryStatus>,
-        limit: usize,
-    ) -> Result<Vec<Delivery>> {
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>> {
         let state = self.state();
+        let position = match query.event_id {
+            None => None,
+            Some(id) => match state.position_of(id) {
+                Some(position) => Some(position),
+                None => return Ok(Vec::new()),
+            },
+        };
         Ok(state
             .webhooks
             .deliveries
             .iter()
             .rev()
             .filter(|(_, d)| {
-                endpoint_id.is_none_or(|id| d.endpoint_id == id)
-                    && status.is_none_or(|s| d.status == s)
+                query.endpoint_id.is_none_or(|id| d.endpoint_id == id)
+                    && query.status.is_none_or(|s| d.status == s)
+                    && position.is_none_or(|p| d.position == p)
             })
-            .take(limit)
-            .map(|(id, d)| Delivery {
-                id: *id,
-                endpoint_id: d.endpoint_id,
-                position: d.position,
-                status: d.status,
-                attempts: d.attempts,
-                next_attempt_at: matches!(
-                    d.status,
-                    DeliveryStatus::Pending | DeliveryStatus::Retrying
-                )
-                .then_some(d.next_attempt_at),
-                last_status: d.last_status,
-                last_error: d.last_error.clone(),
-                created_at: d.created_at,
-                updated_at: d.updated_at,
-                attempt_log: d.attempt_log.values().cloned().collect(),
+            .take(query.limit)
+            .map(|(id, d)| {
+                let event = state.event_at(d.position);
+                Delivery {
+                    id: *id,
+                    endpoint_id: d.endpoint_id,
+                    position: d.position,
+                    event_id: event.as_ref().map(|e| e.event.id),
+                    event_type: event.map(|e| e.event.event_type.clone()),
+                    status: d.status,
+                    attempts: d.attempts,
+                    next_attempt_at: matches!(
+                        d.status,
+                        DeliveryStatus::Pending | DeliveryStatus::Retrying
+                    )
+                    .then_some(d.next_attempt_at),
+                    last_status: d.last_status,
+                    last_error: d.last_error.clone(),
+                    created_at: d.created_at,
+                    updated_at: d.updated_at,
+                    attempt_log: d.attempt_log.values().cloned().collect(),
+                }
             })
             .collect())
     }

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::postgres::{row_event, PostgresStore};
 use super::unavailable;
 use super::webhooks::{
-    tally, Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch,
-    EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
+    tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
+    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
 use crate::error::{EventBusError, Result};
 
@@ -78,6 +78,8 @@ fn delivery_row(row: &PgRow) -> Result<Delivery> {
         id: id as u64,
         endpoint_id: row.try_get("endpoint_id").map_err(fail)?,
         position: position as u64,
+        event_id: row.try_get("event_id").map_err(fail)?,
+        event_type: row.try_get("event_type").map_err(fail)?,
         status,
         attempts: attempts.max(0) as u32,
         next_attempt_at: matches!(status, DeliveryStatus::Pending | DeliveryStatus::Retrying)
@@ -442,23 +444,29 @@ impl WebhookStore for PostgresStore {
         Ok(disabled)
     }
 
-    async fn deliveries(
-        &self,
-        endpoint_id: Option<Uuid>,
-        status: Option<DeliveryStatus>,
-        limit: usize,
-    ) -> Result<Vec<Delivery>> {
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>> {
         let fail = |e| unavailable("listing webhook deliveries", e);
+        // The event's id and type come from its row in the log or the archive (one statement, so
+        // an event being archived is found in exactly one); the event id filter becomes
+        // positions through the ids' unique indexes.
         let rows = sqlx::query(
-            "SELECT id, endpoint_id, position, status, attempts, next_attempt_at, last_status,
-                    last_error, created_at, updated_at
-             FROM event_bus_webhook_deliveries
-             WHERE ($1::uuid IS NULL OR endpoint_id = $1) AND ($2::text IS NULL OR status = $2)
-             ORDER BY id DESC LIMIT $3",
+            "SELECT d.id, d.endpoint_id, d.position, d.status, d.attempts, d.next_attempt_at,
+                    d.last_status, d.last_error, d.created_at, d.updated_at,
+                    COALESCE(e.id, a.id) AS event_id, COALESCE(e.type, a.type) AS event_type
+             FROM event_bus_webhook_deliveries d
+             LEFT JOIN event_bus_events e ON e.position = d.position
+             LEFT JOIN event_bus_events_archive a ON a.position = d.position
+             WHERE ($1::uuid IS NULL OR d.endpoint_id = $1) AND ($2::text IS NULL OR d.status = $2)
+               AND ($4::uuid IS NULL OR d.position IN (
+                     SELECT position FROM event_bus_events WHERE id = $4
+                     UNION ALL
+                     SELECT position FROM event_bus_events_archive WHERE id = $4))
+             ORDER BY d.id DESC LIMIT $3",
         )
-        .bind(endpoint_id)
-        .bind(status.map(DeliveryStatus::as_str))
-        .bind(limit as i64)
+        .bind(query.endpoint_id)
+        .bind(query.status.map(DeliveryStatus::as_str))
+        .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+        .bind(query.event_id)
         .fetch_all(&self.pool)
         .await
         .map_err(fail)?;

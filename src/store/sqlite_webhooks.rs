@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::sqlite::{row_event, SqliteStore, COLUMNS};
 use super::unavailable;
 use super::webhooks::{
-    tally, Attempt, Delivery, DeliveryStatus, Disabled, DueDelivery, Endpoint, EndpointPatch,
-    EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
+    tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
+    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
 use crate::error::{EventBusError, Result};
 use crate::event::{format_timestamp, SharedEvent};
@@ -24,8 +24,10 @@ const ENDPOINT_COLUMNS: &str = "id, url, events, tenant_id, project_id, descript
      previous_secret, previous_secret_until, enabled, disabled_reason, consecutive_failures, \
      created_at, updated_at";
 
-const DELIVERY_COLUMNS: &str = "id, endpoint_id, position, status, attempts, next_attempt_at, \
-     last_status, last_error, created_at, updated_at";
+/// Deliveries (`d`) with their event's id and type from the log (`e`) or the archive (`a`).
+const DELIVERY_COLUMNS: &str = "d.id, d.endpoint_id, d.position, d.status, d.attempts, \
+     d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.updated_at, \
+     COALESCE(e.id, a.id) AS event_id, COALESCE(e.type, a.type) AS event_type";
 
 fn bad(what: &str, e: impl std::fmt::Display) -> EventBusError {
     EventBusError::StoreUnavailable(format!("{what}: {e}"))
@@ -112,6 +114,7 @@ fn delivery_row(row: &SqliteRow) -> Result<Delivery> {
     let last_status: Option<i64> = row.try_get("last_status").map_err(fail)?;
     let created: String = row.try_get("created_at").map_err(fail)?;
     let updated: String = row.try_get("updated_at").map_err(fail)?;
+    let event_id: Option<String> = row.try_get("event_id").map_err(fail)?;
     let status = DeliveryStatus::parse(&status).ok_or_else(|| {
         EventBusError::StoreUnavailable(format!("unknown delivery status {status:?}"))
     })?;
@@ -119,6 +122,12 @@ fn delivery_row(row: &SqliteRow) -> Result<Delivery> {
         id: id as u64,
         endpoint_id: uuid(&endpoint)?,
         position: position as u64,
+        event_id: event_id
+            .as_deref()
+            .map(Uuid::try_parse)
+            .transpose()
+            .map_err(|e| bad("reading a delivery's event id", e))?,
+        event_type: row.try_get("event_type").map_err(fail)?,
         status,
         attempts: attempts.clamp(0, i64::from(u32::MAX)) as u32,
         next_attempt_at: match status {
@@ -474,21 +483,24 @@ impl WebhookStore for SqliteStore {
         Ok(disabled)
     }
 
-    async fn deliveries(
-        &self,
-        endpoint_id: Option<Uuid>,
-        status: Option<DeliveryStatus>,
-        limit: usize,
-    ) -> Result<Vec<Delivery>> {
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>> {
         let fail = |e| unavailable("listing webhook deliveries", e);
+        // The event id filter becomes positions through the ids' unique indexes.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DELIVERY_COLUMNS} FROM event_bus_webhook_deliveries
-             WHERE (?1 IS NULL OR endpoint_id = ?1) AND (?2 IS NULL OR status = ?2)
-             ORDER BY id DESC LIMIT ?3"
+            "SELECT {DELIVERY_COLUMNS} FROM event_bus_webhook_deliveries d
+             LEFT JOIN event_bus_events e ON e.position = d.position
+             LEFT JOIN event_bus_events_archive a ON a.position = d.position
+             WHERE (?1 IS NULL OR d.endpoint_id = ?1) AND (?2 IS NULL OR d.status = ?2)
+               AND (?4 IS NULL OR d.position IN (
+                     SELECT position FROM event_bus_events WHERE id = ?4
+                     UNION ALL
+                     SELECT position FROM event_bus_events_archive WHERE id = ?4))
+             ORDER BY d.id DESC LIMIT ?3"
         )))
-        .bind(endpoint_id.map(id_text))
-        .bind(status.map(DeliveryStatus::as_str))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(query.endpoint_id.map(id_text))
+        .bind(query.status.map(DeliveryStatus::as_str))
+        .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+        .bind(query.event_id.map(id_text))
         .fetch_all(&self.pool)
         .await
         .map_err(fail)?;

@@ -129,12 +129,26 @@ pub struct Outcome {
     pub next: Next,
 }
 
+/// Which deliveries `deliveries()` lists: those matching every filter given, newest first.
+#[derive(Debug, Clone)]
+pub struct DeliveryQuery {
+    pub endpoint_id: Option<Uuid>,
+    pub status: Option<DeliveryStatus>,
+    /// Only the deliveries of this event.
+    pub event_id: Option<Uuid>,
+    pub limit: usize,
+}
+
 /// A delivery with its history, for `deliveries()`.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub id: u64,
     pub endpoint_id: Uuid,
     pub position: u64,
+    /// The event's id and type, read from its row in the log or the archive (None once it has
+    /// been purged from the archive).
+    pub event_id: Option<Uuid>,
+    pub event_type: Option<String>,
     pub status: DeliveryStatus,
     pub attempts: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -238,12 +252,7 @@ pub trait WebhookStore: Send + Sync {
     async fn record(&self, outcomes: &[Outcome], disable_after: u32) -> Result<Vec<Disabled>>;
 
     /// Newest first.
-    async fn deliveries(
-        &self,
-        endpoint_id: Option<Uuid>,
-        status: Option<DeliveryStatus>,
-        limit: usize,
-    ) -> Result<Vec<Delivery>>;
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>>;
 
     /// Makes a delivery due again now (its history is kept); false when there is none.
     async fn replay(&self, delivery_id: u64) -> Result<bool>;

@@ -445,13 +445,18 @@ impl Sink for HubSink {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::event::{Event, StoredEvent};
     use crate::store::memory::MemoryStore;
     use crate::transport::sse::{Grant, Selection};
 
-    fn event(position: u64, event_type: &str, tenant: &str) -> SharedEvent {
+    /// An event at `position` (shared with the server's tests).
+    pub(in crate::transport::sse) fn event(
+        position: u64,
+        event_type: &str,
+        tenant: &str,
+    ) -> SharedEvent {
         let payload = serde_json::value::RawValue::from_string("{}".into()).expect("json");
         Arc::new(StoredEvent::new(
             Event {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{debug, warn, Instrument};
 
 use super::killable::{KillableListener, Peer};
@@ -309,56 +311,137 @@ fn body(
     if let Some(id) = start_id {
         preamble.push_str(&format!("id: {id}\n\n"));
     }
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let idle = Idle {
-        ticker,
-        last_sent: tokio::time::Instant::now(),
-        every: heartbeat,
-    };
+    let idle = Idle::new(heartbeat);
     let state = (Some(preamble), stream, idle, closing);
     futures_util::stream::unfold(
         state,
         move |(preamble, mut stream, mut idle, mut closing)| async move {
             if let Some(first) = preamble {
+                idle.wrote();
                 return Some((Ok(Bytes::from(first)), (None, stream, idle, closing)));
             }
-            loop {
-                if *closing.borrow() {
-                    return None;
-                }
-                let chunk = tokio::select! {
-                    batch = stream.next_batch(256) => {
-                        let batch = batch?;
-                        idle.last_sent = tokio::time::Instant::now();
-                        // One message goes out as its shared bytes; several are joined into one write.
-                        if let [one] = batch.as_slice() {
-                            render(one, named)
-                        } else {
-                            let parts: Vec<Bytes> = batch.iter().map(|m| render(m, named)).collect();
-                            Bytes::from(parts.concat())
-                        }
-                    }
-                    _ = idle.ticker.tick() => {
-                        // Only a stream idle for a whole interval needs the comment (checking
-                        // here, not resetting the timer per message, keeps sends cheap).
-                        if idle.last_sent.elapsed() < idle.every {
-                            continue;
-                        }
-                        idle.last_sent = tokio::time::Instant::now();
-                        Bytes::from_static(b": heartbeat\n\n")
-                    }
-                    _ = closing.changed() => return None,
-                };
-                return Some((Ok(chunk), (None, stream, idle, closing)));
+            if *closing.borrow() {
+                return None;
             }
+            let chunk = tokio::select! {
+                batch = stream.next_batch(256) => {
+                    let batch = batch?;
+                    idle.wrote();
+                    // One message goes out as its shared bytes; several are joined into one write.
+                    if let [one] = batch.as_slice() {
+                        render(one, named)
+                    } else {
+                        let parts: Vec<Bytes> = batch.iter().map(|m| render(m, named)).collect();
+                        Bytes::from(parts.concat())
+                    }
+                }
+                _ = idle.due() => {
+                    idle.wrote();
+                    Bytes::from_static(b": heartbeat\n\n")
+                }
+                _ = closing.changed() => return None,
+            };
+            Some((Ok(chunk), (None, stream, idle, closing)))
         },
     )
 }
 
-/// When a stream last sent something, and the heartbeat ticker.
+/// When an idle stream must write next: one heartbeat interval after its last write. A write
+/// only notes the time; the timer moves when it fires (to the last write plus the interval), so
+/// sends stay cheap and no gap between writes exceeds the interval.
 struct Idle {
-    ticker: tokio::time::Interval,
-    last_sent: tokio::time::Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    last_write: Instant,
     every: Duration,
+}
+
+impl Idle {
+    fn new(every: Duration) -> Idle {
+        let now = Instant::now();
+        Idle {
+            timer: Box::pin(tokio::time::sleep_until(now + every)),
+            last_write: now,
+            every,
+        }
+    }
+
+    fn wrote(&mut self) {
+        self.last_write = Instant::now();
+    }
+
+    /// Resolves when the stream has written nothing for a whole interval. Cancel-safe: the
+    /// deadline lives in `timer`.
+    async fn due(&mut self) {
+        loop {
+            self.timer.as_mut().await;
+            let due = self.last_write + self.every;
+            let now = Instant::now();
+            if now >= due {
+                self.timer.as_mut().reset(now + self.every);
+                return;
+            }
+            self.timer.as_mut().reset(due);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::router::Sink;
+    use crate::store::memory::MemoryStore;
+    use crate::transport::sse::hub::{self, Hub, HubSink};
+
+    /// A stream on a fresh hub, and the sink that feeds the hub.
+    fn stream() -> (Stream, HubSink) {
+        let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::default());
+        let hub = Hub::new(store, Arc::new(Metrics::default()), 0, 16, 16);
+        let connection = hub.connect(Filter::default(), None, None);
+        let stream = Stream {
+            hub: hub.clone(),
+            replay: None,
+            pending_reset: false,
+            reset: false,
+            connection,
+        };
+        (stream, HubSink(hub))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_gap_between_writes_exceeds_the_heartbeat_interval() {
+        let every = Duration::from_millis(300);
+        let (stream, sink) = stream();
+        let (_closing, closing) = watch::channel(false);
+        let body = body(stream, Some(0), true, every, 1000, closing);
+        tokio::pin!(body);
+        let start = Instant::now();
+        // An event between two heartbeats: the next heartbeat is due one interval after it.
+        let publisher = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            sink.deliver(&[hub::tests::event(1, "a.b", "t1")]).await;
+        });
+        let mut writes = Vec::new();
+        while start.elapsed() < Duration::from_secs(2) {
+            let chunk = body.next().await.expect("stream open").expect("bytes");
+            writes.push((start.elapsed(), chunk));
+        }
+        publisher.await.expect("publisher");
+        assert!(writes.iter().any(|(_, c)| c.starts_with(b"id: 1\n")));
+        let times: Vec<Duration> = writes.iter().map(|(t, _)| *t).collect();
+        // Timers fire on whole milliseconds.
+        let slack = Duration::from_millis(1);
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] <= every + slack, "writes at {times:?}");
+        }
+        // One heartbeat per idle interval, not more: after the preamble, 300 ms, the event at
+        // 450 ms, then every 300 ms.
+        let heartbeats = writes
+            .iter()
+            .filter(|(_, c)| c.as_ref() == b": heartbeat\n\n")
+            .count();
+        assert_eq!(heartbeats, 7, "writes at {times:?}");
+    }
 }

@@ -13,12 +13,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn, Instrument};
 use uuid::Uuid;
 
-use super::signing::signature_header;
+use super::signing::{message_id, signature_header};
 use super::ssrf;
 use super::EndpointsHint;
 use crate::config::WebhookConfig;
 use crate::consumer_group::Backoff;
 use crate::error::{EventBusError, Result};
+use crate::event::format_timestamp;
 use crate::metrics::Metrics;
 use crate::store::webhooks::{Attempt, Disabled, DueDelivery, Next, Outcome};
 use crate::store::Store;
@@ -267,7 +268,7 @@ impl Pool {
     async fn send(&self, d: DueDelivery) -> Outcome {
         let attempt = d.attempts + 1;
         let body = d.event.json();
-        let id = format!("msg_{}_{}", d.event.event.id.simple(), d.id);
+        let id = message_id(d.event.event.id, d.id);
         let timestamp = Utc::now().timestamp();
         let at = Utc::now();
         let started = Instant::now();
@@ -324,16 +325,19 @@ impl Pool {
                 )
             }
         };
+        // Absent fields (`status` without a response) are left out of the record.
+        let event = d.event.event.id;
+        let cause = failure_cause(status, error.as_deref());
         match next {
             Next::Delivered => Metrics::add(&self.metrics.webhooks_delivered, 1),
             Next::Dead | Next::Gone => {
                 Metrics::add(&self.metrics.webhook_failures, 1);
                 Metrics::add(&self.metrics.webhooks_dead, 1);
-                warn!(delivery = d.id, endpoint = %d.endpoint_id, status, error = ?error, "webhook delivery is dead");
+                warn!(delivery = d.id, endpoint = %d.endpoint_id, %event, webhook_id = %id, status, error = cause.as_deref(), "webhook delivery is dead");
             }
             Next::RetryAt(at) => {
                 Metrics::add(&self.metrics.webhook_failures, 1);
-                debug!(delivery = d.id, status, error = ?error, retry_at = %at, "webhook attempt failed; will retry");
+                debug!(delivery = d.id, endpoint = %d.endpoint_id, %event, webhook_id = %id, status, error = cause.as_deref(), retry_at = %format_timestamp(&at), "webhook attempt failed; will retry");
             }
         }
         Outcome {
@@ -349,6 +353,17 @@ impl Pool {
             },
             next,
         }
+    }
+}
+
+/// Why an attempt failed, in words: the transport's error, else the status that was not 2xx.
+fn failure_cause(status: Option<u16>, error: Option<&str>) -> Option<String> {
+    match (error, status) {
+        (Some(error), _) => Some(error.to_string()),
+        (None, Some(s)) if !(200..300).contains(&s) => {
+            Some(format!("the endpoint answered HTTP {s}"))
+        }
+        (None, _) => None,
     }
 }
 

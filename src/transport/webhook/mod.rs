@@ -16,7 +16,7 @@ use crate::config::WebhookConfig;
 use crate::error::{EventBusError, Result};
 use crate::pattern::Pattern;
 use crate::store::webhooks::{
-    Delivery, DeliveryStatus, Endpoint, EndpointPatch, NewEndpoint, WebhookStore,
+    Delivery, DeliveryQuery, DeliveryStatus, Endpoint, EndpointPatch, NewEndpoint, WebhookStore,
 };
 use crate::store::Store;
 
@@ -59,12 +59,13 @@ fn present<'de, D: serde::Deserializer<'de>>(
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// `webhooks.deliveries({ endpointId, status, limit })`.
+/// `webhooks.deliveries({ endpointId, status, eventId, limit })`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeliveryFilter {
     pub endpoint_id: Option<Uuid>,
     pub status: Option<DeliveryStatus>,
+    pub event_id: Option<Uuid>,
     pub limit: Option<usize>,
 }
 
@@ -319,11 +320,12 @@ impl Webhooks {
 
     pub async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>> {
         self.store()
-            .deliveries(
-                filter.endpoint_id,
-                filter.status,
-                filter.limit.unwrap_or(100).clamp(1, 1000),
-            )
+            .deliveries(&DeliveryQuery {
+                endpoint_id: filter.endpoint_id,
+                status: filter.status,
+                event_id: filter.event_id,
+                limit: filter.limit.unwrap_or(100).clamp(1, 1000),
+            })
             .await
     }
 
@@ -390,13 +392,16 @@ pub fn endpoint_json(endpoint: &Endpoint, secret: Option<&str>) -> String {
     value.to_string()
 }
 
-/// A delivery with its attempts, as JSON.
+/// A delivery with its attempts, as JSON; `webhookId` is the `webhook-id` header it is sent with.
 pub fn delivery_json(d: &Delivery) -> String {
     let time = |t: &DateTime<Utc>| crate::event::format_timestamp(t);
     serde_json::json!({
         "id": d.id,
         "endpointId": d.endpoint_id,
         "position": d.position,
+        "eventId": d.event_id,
+        "eventType": d.event_type,
+        "webhookId": d.event_id.map(|event| signing::message_id(event, d.id)),
         "status": d.status.as_str(),
         "attempts": d.attempts,
         "nextAttemptAt": d.next_attempt_at.as_ref().map(time),

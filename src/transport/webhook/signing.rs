@@ -5,10 +5,18 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::error::{EventBusError, Result};
 
 const PREFIX: &str = "whsec_";
+
+/// The `webhook-id` header of a delivery: `msg_<event id>_<delivery id>`. The same on every
+/// attempt and replay (receivers deduplicate by it), and distinct per endpoint. Delivery records
+/// show it through this function too, so what an operator reads is what the receiver got.
+pub fn message_id(event_id: Uuid, delivery_id: u64) -> String {
+    format!("msg_{}_{delivery_id}", event_id.simple())
+}
 
 /// A new secret: `whsec_` + base64 of 32 random bytes.
 pub fn generate_secret() -> Result<String> {
@@ -70,6 +78,15 @@ mod tests {
             r#"{"test": 2432232314}"#,
         );
         assert_eq!(header, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn the_message_id_names_the_event_and_the_delivery() {
+        let event = Uuid::try_parse("01890a5d-ac96-774b-bcce-b302099a8057").unwrap();
+        assert_eq!(
+            message_id(event, 42),
+            "msg_01890a5dac96774bbcceb302099a8057_42"
+        );
     }
 
     #[test]
