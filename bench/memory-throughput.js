@@ -3,7 +3,8 @@
 //
 // Each case counts an event once a subscriber handler has received it (publish → deliver).
 const { EventEmitter2 } = require('eventemitter2');
-const { EventBus } = require('@situs/event-bus');
+// BENCH_PACKAGE=/path/to/another/build compares a baseline build in the same session.
+const { EventBus } = require(process.env.BENCH_PACKAGE || '@situs/event-bus');
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
 const TYPES = ['project.created', 'project.updated', 'user.created', 'menu.item_updated'];
