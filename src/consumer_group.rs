@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::pattern::{any_matches, Pattern};
 use crate::query::Query;
 use crate::router::{HandlerFailure, Sink, StartFrom, SubscriberFilter};
+use crate::store::group_bell::Rebalance;
 use crate::store::groups::{DeadLetter, Lease};
 use crate::store::Store;
 
@@ -270,6 +271,10 @@ impl Member {
             return;
         };
         let renew_every = self.options.lease / 3;
+        // Rung when another member joins, gives partitions back or leaves: claim at once.
+        let rebalance = Rebalance::new(self.wake.clone());
+        groups.bell().listen(&name, &rebalance);
+        let mut announced = false;
         let mut owned: BTreeMap<u32, u64> = BTreeMap::new();
         // Partitions whose failed event is being retried (in its own task): their later events
         // wait, the member's other partitions go on.
@@ -281,14 +286,30 @@ impl Member {
             if let Some(ring) = self.busy.take() {
                 answering = Some(ring);
             }
+            if rebalance.take() {
+                next_claim = tokio::time::Instant::now();
+            }
             if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + renew_every;
-                match groups.claim(&name, &self.id, self.options.lease).await {
+                // Claims run between rounds, so every event handled so far is checkpointed and
+                // a partition given back here is taken over from where this member stopped.
+                let retrying: Vec<u32> = parked.keys().copied().collect();
+                match groups
+                    .claim(&name, &self.id, self.options.lease, &retrying)
+                    .await
+                {
                     Ok(leases) => {
                         let before: Vec<u32> = owned.keys().copied().collect();
                         owned = leases.iter().map(|l| (l.partition, l.checkpoint)).collect();
+                        let gave_back = before.iter().any(|p| !owned.contains_key(p));
                         if before != owned.keys().copied().collect::<Vec<_>>() {
-                            debug!(group = %name, member = %self.id, partitions = ?owned.keys().collect::<Vec<_>>(), "partitions assigned");
+                            debug!(group = %name, member = %self.id, partitions = %partition_list(&owned), "partitions assigned");
+                        }
+                        // A joiner rings once its presence is stored (the others' fair share
+                        // shrinks); a giver rings so that takers claim what it freed.
+                        if !announced || gave_back {
+                            announced = true;
+                            self.ring(&rebalance).await;
                         }
                         self.retry_dead_letters().await;
                     }
@@ -338,8 +359,24 @@ impl Member {
         for (_, task) in parked.drain() {
             let _ = task.await;
         }
-        if let Err(e) = groups.leave(&name, &self.id).await {
-            warn!(group = %name, error = %e, "leaving the consumer group failed; its leases will expire");
+        match groups.leave(&name, &self.id).await {
+            // The others take over its partitions now rather than at their next renewal.
+            Ok(()) => self.ring(&rebalance).await,
+            Err(e) => {
+                warn!(group = %name, error = %e, "leaving the consumer group failed; its leases will expire")
+            }
+        }
+    }
+
+    /// Rings the group's other members; if that fails they rebalance at their next renewal.
+    async fn ring(&self, rebalance: &Arc<Rebalance>) {
+        if let Err(e) = self
+            .store
+            .groups()
+            .ring(&self.options.name, rebalance)
+            .await
+        {
+            warn!(group = %self.options.name, error = %e, "ringing the consumer group failed; members rebalance at their next lease renewal");
         }
     }
 
@@ -666,6 +703,15 @@ impl Member {
                 EventBusError::NotFound(format!("event at position {} is gone", letter.position))
             })
     }
+}
+
+/// `0,3,7`: partitions as a log field.
+fn partition_list(owned: &BTreeMap<u32, u64>) -> String {
+    owned
+        .keys()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 struct PartitionOutcome {

@@ -2,12 +2,13 @@
 //! letters. Every backend keeps it next to the log so that one database is the whole engine.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::group_bell::{GroupBell, Rebalance};
 use crate::error::Result;
 use crate::event::SharedEvent;
 
@@ -96,7 +97,15 @@ pub trait GroupStore: Send + Sync {
 
     /// Marks `member` alive for `lease`, renews its partition leases, gives back what exceeds its
     /// fair share and takes free or expired partitions up to it. Returns what it holds now.
-    async fn claim(&self, group: &str, member: &str, lease: Duration) -> Result<Vec<Lease>>;
+    /// Partitions in `keep` are the last given back (a retry is under way in them: handing one
+    /// over mid-retry would let two members handle the event).
+    async fn claim(
+        &self,
+        group: &str,
+        member: &str,
+        lease: Duration,
+        keep: &[u32],
+    ) -> Result<Vec<Lease>>;
 
     /// Advances checkpoints of partitions `member` still holds (never backwards); returns the
     /// partitions it no longer holds (taken over after its lease expired).
@@ -104,6 +113,16 @@ pub trait GroupStore: Send + Sync {
 
     /// Releases the member's partitions and presence so others take over at once.
     async fn leave(&self, group: &str, member: &str) -> Result<()>;
+
+    /// The bell the members of this store's groups listen on in this process.
+    fn bell(&self) -> &GroupBell;
+
+    /// Rings the other members of `group` (a member joined, gave partitions back or left) so they
+    /// claim now. Locally by default; PostgreSQL also rings the other instances.
+    async fn ring(&self, group: &str, from: &Arc<Rebalance>) -> Result<()> {
+        self.bell().ring(group, Some(from));
+        Ok(())
+    }
 
     async fn add_dead_letter(
         &self,
@@ -146,6 +165,7 @@ pub trait GroupStore: Send + Sync {
 #[derive(Default)]
 pub struct MemoryGroups {
     state: Mutex<GroupsState>,
+    bell: GroupBell,
 }
 
 #[derive(Default)]
@@ -194,7 +214,13 @@ impl GroupStore for MemoryGroups {
         Ok(parts.len() as u32)
     }
 
-    async fn claim(&self, group: &str, member: &str, lease: Duration) -> Result<Vec<Lease>> {
+    async fn claim(
+        &self,
+        group: &str,
+        member: &str,
+        lease: Duration,
+        keep: &[u32],
+    ) -> Result<Vec<Lease>> {
         let now = std::time::Instant::now();
         let mut state = self.lock();
         let members = state.members.entry(group.to_string()).or_default();
@@ -206,7 +232,15 @@ impl GroupStore for MemoryGroups {
         };
         let want = fair_share(parts.len() as u32, live) as usize;
         let mut held = 0;
-        for p in parts.iter_mut() {
+        // Renew the partitions to keep first, then the lowest others; give back the rest.
+        let kept = |i: &usize| keep.contains(&(*i as u32));
+        let n = parts.len();
+        let order: Vec<usize> = (0..n)
+            .filter(kept)
+            .chain((0..n).filter(|i| !kept(i)))
+            .collect();
+        for i in order {
+            let p = &mut parts[i];
             if held_by(&p.owner, member) {
                 if held < want {
                     p.owner = Some((member.to_string(), now + lease));
@@ -266,6 +300,10 @@ impl GroupStore for MemoryGroups {
             }
         }
         Ok(())
+    }
+
+    fn bell(&self) -> &GroupBell {
+        &self.bell
     }
 
     async fn add_dead_letter(
@@ -393,13 +431,13 @@ mod tests {
         // A second creator with another count gets the first one's.
         assert_eq!(g.ensure_group("g", 9, 0).await.unwrap(), 4);
         let lease = Duration::from_millis(200);
-        let a = g.claim("g", "a", lease).await.unwrap();
+        let a = g.claim("g", "a", lease, &[]).await.unwrap();
         assert_eq!(a.len(), 4);
         assert!(a.iter().all(|l| l.checkpoint == 7));
         // b joins: nothing free yet; a gives back half on its next claim; b takes it.
-        assert!(g.claim("g", "b", lease).await.unwrap().is_empty());
-        assert_eq!(g.claim("g", "a", lease).await.unwrap().len(), 2);
-        let b = g.claim("g", "b", lease).await.unwrap();
+        assert!(g.claim("g", "b", lease, &[]).await.unwrap().is_empty());
+        assert_eq!(g.claim("g", "a", lease, &[]).await.unwrap().len(), 2);
+        let b = g.claim("g", "b", lease, &[]).await.unwrap();
         assert_eq!(b.len(), 2);
         // Commits by a non-owner are refused; by the owner they advance, never backwards.
         let p = b[0].partition;
@@ -416,11 +454,29 @@ mod tests {
         g.commit("g", "b", &[back]).await.unwrap();
         // b stops renewing: after its lease a takes everything, with b's checkpoint.
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let a = g.claim("g", "a", lease).await.unwrap();
+        let a = g.claim("g", "a", lease, &[]).await.unwrap();
         assert_eq!(a.len(), 4);
         assert_eq!(
             a.iter().find(|l| l.partition == p).map(|l| l.checkpoint),
             Some(50)
         );
+    }
+
+    #[tokio::test]
+    async fn partitions_to_keep_are_the_last_given_back() {
+        let g = MemoryGroups::default();
+        g.ensure_group("g", 4, 0).await.unwrap();
+        let lease = Duration::from_secs(10);
+        assert_eq!(g.claim("g", "a", lease, &[]).await.unwrap().len(), 4);
+        g.claim("g", "b", lease, &[]).await.unwrap();
+        // a is retrying an event of partition 3: it keeps 3 and gives back 1 and 2 instead.
+        let a: Vec<u32> = g
+            .claim("g", "a", lease, &[3])
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.partition)
+            .collect();
+        assert_eq!(a, vec![0, 3]);
     }
 }

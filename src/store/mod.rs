@@ -1,6 +1,7 @@
 //! The durable log. Every backend assigns increasing positions in commit order (so a reader that
 //! asks for `position > last` never misses a late commit) and enforces idempotency by event id.
 
+pub mod group_bell;
 pub mod groups;
 pub mod memory;
 mod migrate;

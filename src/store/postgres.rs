@@ -20,6 +20,7 @@ use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::group_bell::GroupBell;
 use super::sql::{push_common_filters, push_order_and_limit};
 use super::{existing, migrate, unavailable, Appended, Store, StoreOptions};
 use crate::error::{EventBusError, Result};
@@ -45,8 +46,38 @@ pub struct PostgresStore {
     connect_timeout: Duration,
     /// NOTIFY channel of this schema's log, and this store's token in its payloads (so an
     /// instance does not wake itself).
-    channel: String,
+    pub(super) channel: String,
     token: String,
+    /// Consumer-group members of this instance; rung by the doorbell for other instances' rings.
+    pub(super) bell: Arc<GroupBell>,
+}
+
+/// Starts a group ring's NOTIFY payload (`group:<token>:<group>`); any other payload is a commit.
+const GROUP_RING: &str = "group:";
+
+/// What a doorbell payload asks for.
+#[derive(Debug, PartialEq)]
+enum Ring<'a> {
+    /// Commits to read (another instance's, or SQL-side publishes).
+    Commit,
+    /// A member of this group joined, gave partitions back or left.
+    Group(&'a str),
+    /// Sent by this store itself: already handled locally.
+    Own,
+}
+
+fn parse_ring<'a>(payload: &'a str, token: &str) -> Ring<'a> {
+    if payload == token {
+        return Ring::Own;
+    }
+    match payload
+        .strip_prefix(GROUP_RING)
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((from, _)) if from == token => Ring::Own,
+        Some((_, group)) => Ring::Group(group),
+        None => Ring::Commit,
+    }
 }
 
 fn decode(context: &str, err: impl std::fmt::Display) -> EventBusError {
@@ -131,11 +162,13 @@ impl EventColumns<'_> {
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 /// One LISTEN connection: wakes the tailer for every other instance's commit, and once after each
-/// reconnect (notifications sent meanwhile are lost; the log is not).
+/// reconnect (notifications sent meanwhile are lost; the log is not); rings this instance's group
+/// members for other instances' group rings (a lost one waits for the next lease renewal).
 async fn listen(
     pool: &PgPool,
     channel: &str,
     token: &str,
+    bell: &GroupBell,
     wake: &(dyn Fn() + Send + Sync),
 ) -> std::result::Result<(), sqlx::Error> {
     let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
@@ -143,8 +176,11 @@ async fn listen(
     wake();
     loop {
         match listener.try_recv().await? {
-            Some(notification) if notification.payload() == token => {}
-            Some(_) => wake(),
+            Some(notification) => match parse_ring(notification.payload(), token) {
+                Ring::Own => {}
+                Ring::Commit => wake(),
+                Ring::Group(group) => bell.ring(group, None),
+            },
             // The connection dropped and was re-established: catch up.
             None => wake(),
         }
@@ -197,7 +233,13 @@ impl PostgresStore {
             connect_timeout: options.acquire_timeout,
             channel: format!("event_bus:{schema}"),
             token: Uuid::now_v7().simple().to_string(),
+            bell: Arc::default(),
         })
+    }
+
+    /// The NOTIFY payload of a group ring from this store.
+    pub(super) fn group_ring_payload(&self, group: &str) -> String {
+        format!("{GROUP_RING}{}:{group}", self.token)
     }
 
     /// The writer connection, opened if needed within the acquire timeout.
@@ -579,9 +621,10 @@ impl Store for PostgresStore {
         let pool = self.pool.clone();
         let channel = self.channel.clone();
         let token = self.token.clone();
+        let bell = self.bell.clone();
         Some(tokio::spawn(async move {
             loop {
-                match listen(&pool, &channel, &token, &*wake).await {
+                match listen(&pool, &channel, &token, &bell, &*wake).await {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "event doorbell (LISTEN) lost; reconnecting");
@@ -633,5 +676,24 @@ fn push_filters(sql: &mut QueryBuilder<Postgres>, query: &Query) {
     }
     if let Some(until) = query.until {
         sql.push(r#" AND "timestamp" < "#).push_bind(until);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doorbell_payloads_are_commits_group_rings_or_our_own() {
+        let token = "abc";
+        assert_eq!(parse_ring("abc", token), Ring::Own);
+        assert_eq!(parse_ring("sql", token), Ring::Commit);
+        assert_eq!(parse_ring("def", token), Ring::Commit);
+        assert_eq!(
+            parse_ring("group:def:billing", token),
+            Ring::Group("billing")
+        );
+        assert_eq!(parse_ring("group:def:a:b", token), Ring::Group("a:b"));
+        assert_eq!(parse_ring("group:abc:billing", token), Ring::Own);
     }
 }

@@ -1,12 +1,14 @@
 //! Consumer-group state on PostgreSQL (migrations/postgres/0003_consumer_groups.sql). Leases use
 //! the database clock, so members in different processes agree on expiry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
+use super::group_bell::{GroupBell, Rebalance};
 use super::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
 use super::postgres::PostgresStore;
 use super::unavailable;
@@ -84,7 +86,13 @@ impl GroupStore for PostgresStore {
         Ok(count as u32)
     }
 
-    async fn claim(&self, group: &str, member: &str, lease: Duration) -> Result<Vec<Lease>> {
+    async fn claim(
+        &self,
+        group: &str,
+        member: &str,
+        lease: Duration,
+        keep: &[u32],
+    ) -> Result<Vec<Lease>> {
         let fail = |e| unavailable("claiming group partitions", e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
         let lease_ms = millis(lease);
@@ -115,7 +123,8 @@ impl GroupStore for PostgresStore {
         .await
         .map_err(fail)?;
         let want = i64::from(fair_share(partitions as u32, members as u32));
-        // Renew what it holds (lowest partitions first), give back the rest of it.
+        // Renew what it holds, give back what exceeds its share: the highest partitions, those
+        // to keep last.
         let held = sqlx::query(
             "UPDATE event_bus_group_partitions SET lease_until = now() + $3 * interval '1 millisecond'
              WHERE group_name = $1 AND owner = $2 AND lease_until > now()
@@ -128,6 +137,7 @@ impl GroupStore for PostgresStore {
         .await
         .map_err(fail)?;
         let mut leases = lease_rows(&held)?;
+        leases.sort_by_key(|l| (!keep.contains(&l.partition), l.partition));
         if leases.len() as i64 > want {
             let extra: Vec<i32> = leases
                 .split_off(want as usize)
@@ -162,9 +172,9 @@ impl GroupStore for PostgresStore {
             .await
             .map_err(fail)?;
             leases.extend(lease_rows(&taken)?);
-            leases.sort_by_key(|l| l.partition);
         }
         tx.commit().await.map_err(fail)?;
+        leases.sort_by_key(|l| l.partition);
         Ok(leases)
     }
 
@@ -205,6 +215,23 @@ impl GroupStore for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(fail)?;
+        Ok(())
+    }
+
+    fn bell(&self) -> &GroupBell {
+        &self.bell
+    }
+
+    /// Rings this instance's members, and the other instances' over NOTIFY (after the claim that
+    /// changed things has committed, so what they read is current).
+    async fn ring(&self, group: &str, from: &Arc<Rebalance>) -> Result<()> {
+        self.bell.ring(group, Some(from));
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(self.group_ring_payload(group))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unavailable("ringing the consumer group", e))?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use super::group_bell::GroupBell;
 use super::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
 use super::sqlite::SqliteStore;
 use super::unavailable;
@@ -105,7 +106,13 @@ impl GroupStore for SqliteStore {
         Ok(partitions)
     }
 
-    async fn claim(&self, group: &str, member: &str, lease: Duration) -> Result<Vec<Lease>> {
+    async fn claim(
+        &self,
+        group: &str,
+        member: &str,
+        lease: Duration,
+        keep: &[u32],
+    ) -> Result<Vec<Lease>> {
         let fail = |e| unavailable("claiming group partitions", e);
         let mut tx = self
             .pool
@@ -150,18 +157,23 @@ impl GroupStore for SqliteStore {
         .await
         .map_err(fail)?;
         let mut leases = lease_rows(&held)?;
+        // Give back what exceeds the share (the highest partitions, those to keep last), renew
+        // the rest.
+        leases.sort_by_key(|l| (!keep.contains(&l.partition), l.partition));
         leases.truncate(want.max(0) as usize);
-        let keep_up_to = leases.last().map_or(-1, |l| i64::from(l.partition));
-        // Give back what exceeds the share (the highest partitions), renew the rest.
+        let renewed: Vec<u32> = leases.iter().map(|l| l.partition).collect();
+        let renewed = serde_json::to_string(&renewed).map_err(|e| {
+            EventBusError::StoreUnavailable(format!("encoding group partitions: {e}"))
+        })?;
         sqlx::query(
             "UPDATE event_bus_group_partitions
-             SET owner = CASE WHEN partition <= ?3 THEN owner ELSE NULL END,
-                 lease_until = CASE WHEN partition <= ?3 THEN ?4 ELSE NULL END
+             SET owner = CASE WHEN partition IN (SELECT value FROM json_each(?3)) THEN owner END,
+                 lease_until = CASE WHEN partition IN (SELECT value FROM json_each(?3)) THEN ?4 END
              WHERE group_name = ?1 AND owner = ?2",
         )
         .bind(group)
         .bind(member)
-        .bind(keep_up_to)
+        .bind(renewed)
         .bind(until)
         .execute(&mut *tx)
         .await
@@ -184,9 +196,9 @@ impl GroupStore for SqliteStore {
             .await
             .map_err(fail)?;
             leases.extend(lease_rows(&taken)?);
-            leases.sort_by_key(|l| l.partition);
         }
         tx.commit().await.map_err(fail)?;
+        leases.sort_by_key(|l| l.partition);
         Ok(leases)
     }
 
@@ -244,6 +256,10 @@ impl GroupStore for SqliteStore {
         .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(())
+    }
+
+    fn bell(&self) -> &GroupBell {
+        &self.bell
     }
 
     async fn add_dead_letter(
