@@ -254,10 +254,12 @@ impl Member {
         self.stopped.load(Ordering::SeqCst)
     }
 
-    /// Sleeps for `d`, or less when woken or stopped.
+    /// Sleeps for `d`, or less when woken or stopped. At most a poll interval: `unsubscribe` sets
+    /// the stop flag without waking the member, and a member holding nothing would otherwise
+    /// leave only at its next renewal.
     async fn pause(&self, d: Duration) {
         if !self.stopping() {
-            let _ = tokio::time::timeout(d, self.wake.notified()).await;
+            let _ = tokio::time::timeout(d.min(self.poll_interval), self.wake.notified()).await;
         }
     }
 
