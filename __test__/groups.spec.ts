@@ -32,126 +32,191 @@ describe('consumer group options', () => {
     expect(subscribe).toThrow(EventBusError);
     expect(subscribe).toThrow(message);
     try {
-      subscribe();
-    } catch (err) {
-      expect((err as EventBusError).code).toBe('INVALID_EVENT');
-    }
-    await bus.close();
-  });
-});
-
-describe('consumer group retries and dead letters', () => {
-  it('retries with backoff, dead-letters after maxAttempts, moves on, and re-delivers on retryDeadLetter', async () => {
-    const { bus } = await openBus({ delivery: { pollIntervalMs: 50 } });
-    const calls = new Map<number, number>();
-    const handled: number[] = [];
-    let broken = true;
-    bus.subscribe(
-      'order.*',
-      (event) => {
-        calls.set(event.position, (calls.get(event.position) ?? 0) + 1);
-        const payload = event.payload as { poison?: boolean; flaky?: boolean };
-        if (payload.poison && broken) throw new Error('cannot bill');
-        if (payload.flaky && calls.get(event.position)! < 2) throw new Error('try again');
-        handled.push(event.position);
-      },
-      { group: 'billing', from: 'beginning', maxAttempts: 3, backoff: { initialMs: 1, maxMs: 5 } },
-    );
-    const flaky = await bus.publish({ type: 'order.placed', projectId: 'p', payload: { flaky: true } });
-    const poison = await bus.publish({ type: 'order.placed', projectId: 'p', payload: { poison: true } });
-    const fine = await bus.publish({ type: 'order.placed', projectId: 'p', payload: {} });
-    await until(() => handled.includes(fine.position as number), 'the event after the poison one');
-    expect(handled).toEqual([flaky.position, fine.position]);
-    expect(calls.get(poison.position as number)).toBe(3);
-
-    const dead = await bus.deadLetters({ group: 'billing' });
-    expect(dead).toHaveLength(1);
-    expect(dead[0]).toMatchObject({ group: 'billing', position: poison.position, attempts: 3, status: 'dead', error: 'cannot bill' });
-    expect(dead[0].event.id).toBe(poison.id);
-    expect(dead[0].event.timestamp).toBeInstanceOf(Date);
-    expect(dead[0].createdAt).toBeInstanceOf(Date);
-    expect(bus.metrics().deadLettered).toBe(1);
-
-    broken = false;
-    await bus.retryDeadLetter(dead[0].id);
-    await until(() => handled.includes(poison.position as number), 'the retried dead letter');
-    let resolved: Awaited<ReturnType<EventBus['deadLetters']>> = [];
-    await until(() => {
-      void bus.deadLetters({ status: 'resolved' }).then((r) => (resolved = r));
-      return resolved.length === 1;
-    }, 'the dead letter to resolve');
-    expect(resolved[0]).toMatchObject({ id: dead[0].id, attempts: 4, status: 'resolved' });
-
-    await expect(bus.retryDeadLetter(424242)).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    await expect(bus.deadLetters({ status: 'lost' as never })).rejects.toMatchObject({ code: 'INVALID_EVENT' });
-    await bus.close();
-  });
-});
-
-/** A group member in its own process: appends "position project seq" per handled event to `log`. */
-const MEMBER = `
-  const fs = require('node:fs');
-  const { EventBus } = require(${JSON.stringify(path.resolve(__dirname, '..'))});
-  (async () => {
-    const bus = await EventBus.open({ storeUrl: process.env.URL, logger: () => {}, delivery: { pollIntervalMs: 50 } });
-    bus.subscribe('order.*', async (e) => {
-      fs.appendFileSync(process.env.LOG, e.position + ' ' + e.projectId + ' ' + e.payload.seq + '\\n');
-      await new Promise((r) => setTimeout(r, 2));
-    }, { group: 'billing', from: 'beginning', leaseMs: 3000 });
-    // Subscriptions never hold Node open by themselves (like EventEmitter listeners); a worker
-    // process keeps itself alive, as a server would.
-    setInterval(() => undefined, 60_000);
-    console.log('ready');
-    process.on('SIGTERM', () => bus.close().then(() => process.exit(0)));
-  })().catch((err) => { console.error(err.code, err.message); process.exit(1); });`;
-
-interface Handled {
-  member: number;
-  position: number;
-  project: string;
-  seq: number;
-}
-
-function readLogs(logs: string[]): Handled[] {
-  return logs.flatMap((file, member) =>
-    fs.existsSync(file)
-      ? fs
-          .readFileSync(file, 'utf8')
-          .split('\n')
-          .filter((line) => line.trim() !== '')
-          .map((line) => {
-            const [position, project, seq] = line.split(' ');
-            return { member, position: Number(position), project, seq: Number(seq) };
-          })
-      : [],
-  );
-}
-
-function startMember(url: string, log: string): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', MEMBER], { env: { ...process.env, URL: url, LOG: log } });
-    let err = '';
-    child.stderr!.on('data', (d) => (err += d));
-    child.stdout!.on('data', (d) => {
-      if (String(d).includes('ready')) resolve(child);
-    });
-    child.on('exit', (code) => {
-      if (code !== 0 && code !== null) reject(new Error(`member exited ${code}: ${err}`));
+        subscribe();
+      } catch (err) {
+        expect((err as EventBusError).code).toBe('INVALID_EVENT');
+      }
+      await bus.close();
     });
   });
-}
 
-/** Within each member, events of one project come in publish order. */
-function expectOrderPerProjectWithinEachMember(handled: Handled[]): void {
-  const last = new Map<string, number>();
-  for (const h of handled) {
-    const key = `${h.member}/${h.project}`;
-    expect(h.seq).toBeGreaterThan(last.get(key) ?? 0);
-    last.set(key, h.seq);
+  describe('consumer group retries and dead letters', () => {
+    it('retries with backoff, dead-letters after maxAttempts, moves on, and re-delivers on retryDeadLetter', async () => {
+      const { bus } = await openBus({ delivery: { pollIntervalMs: 50 } });
+      const calls = new Map<number, number>();
+      const handled: number[] = [];
+      let broken = true;
+      bus.subscribe(
+        'order.*',
+        (event) => {
+          calls.set(event.position, (calls.get(event.position) ?? 0) + 1);
+          const payload = event.payload as { poison?: boolean; flaky?: boolean };
+          if (payload.poison && broken) throw new Error('cannot bill');
+          if (payload.flaky && calls.get(event.position)! < 2) throw new Error('try again');
+          handled.push(event.position);
+        },
+        { group: 'billing', from: 'beginning', maxAttempts: 3, backoff: { initialMs: 1, maxMs: 5 } },
+      );
+      const flaky = await bus.publish({ type: 'order.placed', projectId: 'p', payload: { flaky: true } });
+      const poison = await bus.publish({ type: 'order.placed', projectId: 'p', payload: { poison: true } });
+      const fine = await bus.publish({ type: 'order.placed', projectId: 'p', payload: {} });
+      await until(() => handled.includes(fine.position as number), 'the event after the poison one');
+      expect(handled).toEqual([flaky.position, fine.position]);
+      expect(calls.get(poison.position as number)).toBe(3);
+
+      const dead = await bus.deadLetters({ group: 'billing' });
+      expect(dead).toHaveLength(1);
+      expect(dead[0]).toMatchObject({ group: 'billing', position: poison.position, attempts: 3, status: 'dead', error: 'cannot bill' });
+      expect(dead[0].event.id).toBe(poison.id);
+      expect(dead[0].event.timestamp).toBeInstanceOf(Date);
+      expect(dead[0].createdAt).toBeInstanceOf(Date);
+      expect(bus.metrics().deadLettered).toBe(1);
+
+      broken = false;
+      await bus.retryDeadLetter(dead[0].id);
+      await until(() => handled.includes(poison.position as number), 'the retried dead letter');
+      let resolved: Awaited<ReturnType<EventBus['deadLetters']>> = [];
+      await until(() => {
+        void bus.deadLetters({ status: 'resolved' }).then((r) => (resolved = r));
+        return resolved.length === 1;
+      }, 'the dead letter to resolve');
+      expect(resolved[0]).toMatchObject({ id: dead[0].id, attempts: 4, status: 'resolved' });
+
+      await expect(bus.retryDeadLetter(424242)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await expect(bus.deadLetters({ status: 'lost' as never })).rejects.toMatchObject({ code: 'INVALID_EVENT' });
+      await bus.close();
+    });
+  });
+
+  /** A group member in its own process: appends "position project seq" per handled event to `log`. */
+  const MEMBER = `
+    const fs = require('node:fs');
+    const { EventBus } = require(${JSON.stringify(path.resolve(__dirname, '..'))});
+    (async () => {
+      const bus = await EventBus.open({ storeUrl: process.env.URL, logger: () => {}, delivery: { pollIntervalMs: 50 } });
+      bus.subscribe('order.*', async (e) => {
+        fs.appendFileSync(process.env.LOG, e.position + ' ' + e.projectId + ' ' + e.payload.seq + '\\n');
+        await new Promise((r) => setTimeout(r, 2));
+      }, JSON.parse(process.env.GROUP));
+      // Subscriptions never hold Node open by themselves (like EventEmitter listeners); a worker
+      // process keeps itself alive, as a server would.
+      setInterval(() => undefined, 60_000);
+      console.log('ready');
+      process.on('SIGTERM', () => bus.close().then(() => process.exit(0)));
+    })().catch((err) => { console.error(err.code, err.message); process.exit(1); });`;
+
+  interface Handled {
+    member: number;
+    position: number;
+    project: string;
+    seq: number;
   }
-}
 
-describe('postgres: a consumer group across processes', () => {
+  function readLogs(logs: string[]): Handled[] {
+    return logs.flatMap((file, member) =>
+      fs.existsSync(file)
+        ? fs
+            .readFileSync(file, 'utf8')
+            .split('\n')
+            .filter((line) => line.trim() !== '')
+            .map((line) => {
+              const [position, project, seq] = line.split(' ');
+              return { member, position: Number(position), project, seq: Number(seq) };
+            })
+        : [],
+    );
+  }
+
+  const BILLING = { group: 'billing', from: 'beginning', leaseMs: 3000 };
+
+  function startMember(url: string, log: string, group: object = BILLING): Promise<ChildProcess> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['-e', MEMBER], {
+        env: { ...process.env, URL: url, LOG: log, GROUP: JSON.stringify(group) },
+      });
+      let err = '';
+      child.stderr!.on('data', (d) => (err += d));
+      child.stdout!.on('data', (d) => {
+        if (String(d).includes('ready')) resolve(child);
+      });
+      child.on('exit', (code) => {
+        if (code !== 0 && code !== null) reject(new Error(`member exited ${code}: ${err}`));
+      });
+    });
+  }
+
+  /** Within each member, events of one project come in publish order. */
+  function expectOrderPerProjectWithinEachMember(handled: Handled[]): void {
+    const last = new Map<string, number>();
+    for (const h of handled) {
+      const key = `${h.member}/${h.project}`;
+      expect(h.seq).toBeGreaterThan(last.get(key) ?? 0);
+      last.set(key, h.seq);
+    }
+  }
+
+  /** The group partition of `key` among `partitions`, as the bus computes it (FNV-1a 64 of UTF-8). */
+  function partitionOf(key: string, partitions: number): number {
+    let hash = 0xcbf29ce484222325n;
+    for (const byte of Buffer.from(key, 'utf8')) {
+      hash ^= BigInt(byte);
+      hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
+    }
+    return Number(hash % BigInt(partitions));
+  }
+
+  describe('postgres: a consumer group across processes', () => {
+    it('3 members started, then 300 events across 10 projects: every member handles some, each event once (issue 12 #4)', async () => {
+      const store = await postgresStore();
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'situs-group-'));
+      const logs = [0, 1, 2].map((i) => path.join(dir, `member-${i}.log`));
+      // 6 partitions, 2 per member, and 10 projects that cover all 6: whichever partitions a member
+      // holds, it has work. A lease renewal comes only every 10 s (leaseMs 30 000), so sharing within
+      // the 3 s below comes from members ringing each other on join.
+      const PARTITIONS = 6;
+      const group = { group: 'fair', from: 'beginning', partitions: PARTITIONS, leaseMs: 30_000 };
+      const projects: string[] = [];
+      for (let p = 0; p < PARTITIONS; p++) {
+        for (let i = 0; ; i++) {
+          if (partitionOf(`project-${i}`, PARTITIONS) === p && !projects.includes(`project-${i}`)) {
+            projects.push(`project-${i}`);
+            break;
+          }
+        }
+      }
+      for (let i = 0; projects.length < 10; i++) if (!projects.includes(`project-${i}`)) projects.push(`project-${i}`);
+
+      const members = await Promise.all(logs.map((log) => startMember(store.url, log, group)));
+      const publisher = await EventBus.open({ storeUrl: store.url, logger: () => undefined });
+      try {
+      // As in the report: the members have been up for 3 s when the work arrives.
+      await new Promise((r) => setTimeout(r, 3000));
+      const published: number[] = [];
+      const seq = new Map<string, number>();
+      for (let i = 0; i < 300; i++) {
+        const project = projects[i % projects.length];
+        seq.set(project, (seq.get(project) ?? 0) + 1);
+        const e = await publisher.publish({ type: 'order.placed', projectId: project, payload: { seq: seq.get(project) } });
+        published.push(e.position as number);
+      }
+      await eventually(() => readLogs(logs).length >= published.length, 'every event handled');
+      await new Promise((r) => setTimeout(r, 200)); // a duplicate would show up here
+
+      const handled = readLogs(logs);
+      const perMember = [0, 1, 2].map((m) => handled.filter((h) => h.member === m).length);
+      expect({ perMember, idle: perMember.filter((n) => n === 0).length }).toMatchObject({ idle: 0 });
+      expect(handled).toHaveLength(300);
+      expect(handled.map((h) => h.position).sort((a, b) => a - b)).toEqual(published);
+      expectOrderPerProjectWithinEachMember(handled);
+    } finally {
+      for (const m of members) m.kill('SIGTERM');
+      await Promise.all(members.map((m) => new Promise((r) => (m.exitCode !== null ? r(null) : m.on('exit', r)))));
+      await publisher.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+      await store.drop();
+    }
+  });
+
   it('3 members, one killed with SIGKILL mid-stream: every event handled, duplicates only from the killed member', async () => {
     const store = await postgresStore();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'situs-group-'));
