@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { EventBus } from '@situs/event-bus';
+import { EventBus, EventBusError } from '@situs/event-bus';
 import { postgresStore, sqliteStore } from './stores';
 
 const backends = [
@@ -163,5 +164,37 @@ describe.each(backends)('%s: several instances on one database', (_name, makeSto
     expect(replayed).toEqual(all);
     await Promise.all([a.close(), b.close()]);
     await store.drop();
+  });
+});
+
+describe('postgres: open names why it cannot connect (issue 12 #5)', () => {
+  it('a refused port: STORE_UNAVAILABLE "connection refused" at once, no password, no acquire-timeout wait', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const server = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = server.address() as net.AddressInfo;
+        server.close(() => resolve(free));
+      });
+    });
+    const started = Date.now();
+    const err = await EventBus.open({
+      storeUrl: `postgres://postgres:s3cret@127.0.0.1:${port}/test`,
+      store: { acquireTimeoutMs: 10_000 },
+      logger: () => undefined,
+    }).catch((e: unknown) => e);
+    const took = Date.now() - started;
+    expect(err).toBeInstanceOf(EventBusError);
+    expect((err as EventBusError).code).toBe('STORE_UNAVAILABLE');
+    expect((err as EventBusError).message).toBe(`cannot connect to PostgreSQL at 127.0.0.1:${port}: connection refused`);
+    expect(took).toBeLessThan(5000);
+  });
+
+  it('a missing database: INVALID_CONFIG naming it, without the server\'s source line', async () => {
+    const url = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test');
+    url.pathname = '/no_such_database_eb';
+    const err = await EventBus.open({ storeUrl: url.toString(), logger: () => undefined }).catch((e: unknown) => e);
+    expect((err as EventBusError).code).toBe('INVALID_CONFIG');
+    expect((err as EventBusError).message).toBe(
+      `cannot connect to PostgreSQL at ${url.hostname}:${url.port || 5432}: database "no_such_database_eb" does not exist`,
+    );
   });
 });

@@ -368,7 +368,7 @@ impl EventBus {
             config.sse.clone(),
             span.clone(),
         ));
-        span.in_scope(|| tracing::info!(store = %config.store_url, enabled = config.enabled, "event bus opened"));
+        span.in_scope(|| tracing::info!(store = %store::redact_url(&config.store_url), enabled = config.enabled, "event bus opened"));
         let bus = EventBus {
             inner: Arc::new(Inner {
                 config,

@@ -594,6 +594,82 @@ async fn unsupported_store_urls_are_invalid_config() {
     assert_eq!(err.code(), "INVALID_CONFIG");
 }
 
+/// Opens a bus on `url` with a long acquire timeout; the error and how long it took.
+async fn open_error(url: &str) -> (situs_event_bus::EventBusError, Duration) {
+    let config = situs_event_bus::Config::resolve(
+        &json!({"storeUrl": url, "store": {"acquireTimeoutMs": 10_000}}).to_string(),
+        &Default::default(),
+    )
+    .expect("config");
+    let started = std::time::Instant::now();
+    let err = EventBus::open(config, None).await.err().expect("refused");
+    (err, started.elapsed())
+}
+
+/// No server internals (PostgreSQL's source line), no Rust syntax, no password.
+fn assert_clean(message: &str) {
+    for leak in ["at line", ".c:", "Error {", "Some(", "s3cret"] {
+        assert!(!message.contains(leak), "{leak:?} in {message:?}");
+    }
+}
+
+/// Issue 12 #5: a refused connection is named as such, at once, not after the acquire timeout
+/// as "pool timed out".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_open_on_a_refused_port_fails_at_once_naming_the_cause() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    // The listener is dropped: nothing listens on `port` now.
+    let (err, took) =
+        open_error(&format!("postgres://postgres:s3cret@127.0.0.1:{port}/test")).await;
+    let message = err.to_string();
+    assert_eq!(err.code(), "STORE_UNAVAILABLE", "{message}");
+    assert_eq!(
+        message,
+        format!("cannot connect to PostgreSQL at 127.0.0.1:{port}: connection refused")
+    );
+    assert_clean(&message);
+    // acquireTimeoutMs is 10 s: half of it is far more than a refusal takes, and less than a wait.
+    assert!(took < Duration::from_secs(5), "refused after {took:?}");
+}
+
+/// Issue 12 #5: a role or database that does not exist is a configuration error, named the way
+/// PostgreSQL names it, without its source line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_open_with_a_missing_role_or_database_is_invalid_config() {
+    let base = url::Url::parse(&test_database_url()).expect("TEST_DATABASE_URL");
+    let at = format!(
+        "{}:{}",
+        base.host_str().expect("host"),
+        base.port().unwrap_or(5432)
+    );
+    let mut no_role = base.clone();
+    no_role.set_username("no_such_role_eb").expect("user");
+    no_role.set_password(Some("s3cret")).expect("password");
+    let mut no_database = base.clone();
+    no_database.set_path("/no_such_database_eb");
+    for (url, cause) in [
+        (no_role, r#"role "no_such_role_eb" does not exist"#),
+        (
+            no_database,
+            r#"database "no_such_database_eb" does not exist"#,
+        ),
+    ] {
+        let (err, took) = open_error(url.as_str()).await;
+        let message = err.to_string();
+        assert_eq!(err.code(), "INVALID_CONFIG", "{message}");
+        assert_eq!(
+            message,
+            format!("cannot connect to PostgreSQL at {at}: {cause}")
+        );
+        assert_clean(&message);
+        assert!(took < Duration::from_secs(5), "refused after {took:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timestamps_round_trip_exactly() {
     for store in [TestStore::sqlite().await, TestStore::postgres().await] {

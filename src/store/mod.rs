@@ -1,6 +1,7 @@
 //! The durable log. Every backend assigns increasing positions in commit order (so a reader that
 //! asks for `position > last` never misses a late commit) and enforces idempotency by event id.
 
+mod db_error;
 pub mod group_bell;
 pub mod groups;
 pub mod memory;
@@ -112,8 +113,24 @@ pub async fn open(store_url: &str, options: &StoreOptions) -> Result<Arc<dyn Sto
         ));
     }
     Err(EventBusError::InvalidConfig(format!(
-        "storeUrl {store_url:?} is not supported (use postgres://…, sqlite://path or memory:)"
+        "storeUrl {} is not supported (use postgres://…, sqlite://path or memory:)",
+        redact_url(store_url)
     )))
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
+            return parsed.to_string();
+        }
+        return url.to_string();
+    }
+    // Not a URL we can read: keep only what cannot hold credentials.
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_string(),
+    }
 }
 
 pub(crate) fn duplicate_error(id: &uuid::Uuid) -> EventBusError {
@@ -135,6 +152,26 @@ pub(crate) fn existing(event: &Event, stored: &SharedEvent, index: usize) -> Res
 
 /// Database failures a caller can retry later (connection lost, pool exhausted, server down).
 pub(crate) fn unavailable(context: &str, err: sqlx::Error) -> EventBusError {
-    tracing::warn!(error = %err, "{context} failed");
-    EventBusError::StoreUnavailable(format!("{context} failed: {err}"))
+    let cause = db_error::describe(&err);
+    tracing::warn!(error = %cause, "{context} failed");
+    EventBusError::StoreUnavailable(format!("{context} failed: {cause}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/events"),
+            "postgres://app:***@db:5432/events"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/events"),
+            "postgres://app@db/events"
+        );
+        assert_eq!(redact_url("memory:"), "memory:");
+        assert!(!redact_url("mysql://u:s3cret@[bad/x").contains("s3cret"));
+    }
 }

@@ -20,6 +20,7 @@ use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::db_error::{self, ConnectFailure};
 use super::group_bell::GroupBell;
 use super::sql::{push_common_filters, push_order_and_limit};
 use super::{existing, migrate, unavailable, Appended, Store, StoreOptions};
@@ -187,6 +188,46 @@ async fn listen(
     }
 }
 
+/// `host:port` (or the socket directory) of the server, for messages; never the password.
+fn address(connect: &PgConnectOptions) -> String {
+    format!("{}:{}", connect.get_host(), connect.get_port())
+}
+
+/// Opens a connection at `open`, failing at once with the cause when retrying cannot help (refused,
+/// unknown host, missing role or database, bad password) and retrying a busy server ("starting
+/// up", "too many clients") until `timeout`.
+async fn first_connection(connect: &PgConnectOptions, timeout: Duration) -> Result<PgConnection> {
+    let deadline = Instant::now() + timeout;
+    let at = address(connect);
+    loop {
+        let cause = match tokio::time::timeout_at(deadline, connect.connect()).await {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(e)) => e,
+            Err(_) => {
+                return Err(EventBusError::StoreUnavailable(format!(
+                    "cannot connect to PostgreSQL at {at}: no answer within store.acquireTimeoutMs ({} ms)",
+                    timeout.as_millis()
+                )))
+            }
+        };
+        let message = format!(
+            "cannot connect to PostgreSQL at {at}: {}",
+            db_error::describe(&cause)
+        );
+        match db_error::connect_failure(&cause) {
+            ConnectFailure::Config => return Err(EventBusError::InvalidConfig(message)),
+            ConnectFailure::Busy if Instant::now() + RETRY_BUSY < deadline => {
+                tracing::debug!(address = %at, error = %db_error::describe(&cause), "PostgreSQL is busy; retrying");
+                tokio::time::sleep(RETRY_BUSY).await;
+            }
+            _ => return Err(EventBusError::StoreUnavailable(message)),
+        }
+    }
+}
+
+/// Pause between attempts while the server says it cannot take a connection yet.
+const RETRY_BUSY: Duration = Duration::from_millis(200);
+
 /// `RETURNING id, position` rows as a map.
 fn positions_by_id(rows: &[PgRow]) -> Result<HashMap<Uuid, u64>> {
     let fail = |e| unavailable("reading appended positions", e);
@@ -215,6 +256,9 @@ impl PostgresStore {
         let connect = PgConnectOptions::from_str(url).map_err(|e| {
             EventBusError::InvalidConfig(format!("storeUrl is not a valid PostgreSQL URL: {e}"))
         })?;
+        // One connection of our own first: the pool retries a refused connection until its
+        // acquire timeout and then reports only that it timed out.
+        let writer = first_connection(&connect, options.acquire_timeout).await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size)
             .acquire_timeout(options.acquire_timeout)
@@ -228,7 +272,7 @@ impl PostgresStore {
             .map_err(|e| unavailable("reading the current schema", e))?;
         Ok(PostgresStore {
             pool,
-            writer: tokio::sync::Mutex::new(None),
+            writer: tokio::sync::Mutex::new(Some(writer)),
             connect,
             connect_timeout: options.acquire_timeout,
             channel: format!("event_bus:{schema}"),
@@ -252,7 +296,15 @@ impl PostgresStore {
             let connecting = tokio::time::timeout_at(deadline, self.connect.connect()).await;
             let connection = match connecting {
                 Ok(Ok(c)) => c,
-                Ok(Err(e)) => return Err(unavailable("connecting to PostgreSQL", e)),
+                // After open every failure is an outage to retry: STORE_UNAVAILABLE.
+                Ok(Err(e)) => {
+                    let cause = db_error::describe(&e);
+                    tracing::warn!(address = %address(&self.connect), error = %cause, "connecting to PostgreSQL failed");
+                    return Err(EventBusError::StoreUnavailable(format!(
+                        "cannot connect to PostgreSQL at {}: {cause}",
+                        address(&self.connect)
+                    )));
+                }
                 Err(_) => {
                     return Err(EventBusError::StoreUnavailable(format!(
                         "connecting to PostgreSQL timed out (store.acquireTimeoutMs = {})",
@@ -627,7 +679,7 @@ impl Store for PostgresStore {
                 match listen(&pool, &channel, &token, &bell, &*wake).await {
                     Ok(()) => return,
                     Err(e) => {
-                        tracing::warn!(error = %e, "event doorbell (LISTEN) lost; reconnecting");
+                        tracing::warn!(error = %db_error::describe(&e), "event doorbell (LISTEN) lost; reconnecting");
                         wake();
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
