@@ -224,6 +224,21 @@ async fn failures_are_retried_then_dead_lettered_and_can_be_retried(store: &Test
     bus.close().await;
 }
 
+/// The partition of `project`'s events in a group of `partitions` partitioned by projectId.
+fn partition_of_project(project: &str, partitions: u32) -> u32 {
+    let e = Arc::new(situs_event_bus::StoredEvent::new(
+        event(&format!(
+            r#"{{"type":"order.placed","projectId":"{project}","payload":{{}}}}"#
+        )),
+        1,
+    ));
+    situs_event_bus::consumer_group::partition_of(
+        &e,
+        situs_event_bus::consumer_group::PartitionKey::ProjectId,
+        partitions,
+    )
+}
+
 async fn a_retrying_partition_does_not_hold_back_the_others(store: &TestStore) {
     let bus = store.open(r#"{"delivery":{"pollIntervalMs":50}}"#).await;
     let log: Log = Arc::default();
@@ -234,19 +249,7 @@ async fn a_retrying_partition_does_not_hold_back_the_others(store: &TestStore) {
         &m,
     );
     // Two projects in different partitions.
-    let key = |project: &str| {
-        let e = Arc::new(situs_event_bus::StoredEvent::new(
-            event(&format!(
-                r#"{{"type":"order.placed","projectId":"{project}","payload":{{}}}}"#
-            )),
-            1,
-        ));
-        situs_event_bus::consumer_group::partition_of(
-            &e,
-            situs_event_bus::consumer_group::PartitionKey::ProjectId,
-            16,
-        )
-    };
+    let key = |project: &str| partition_of_project(project, 16);
     let other = (0..100)
         .map(|i| format!("other-{i}"))
         .find(|p| key(p) != key("slow"))
@@ -401,24 +404,11 @@ async fn an_event_published_from_an_app_transaction_reaches_the_group(store: &Te
 
 /// One project name per partition of a group of `partitions` (project `i` lands in partition `i`).
 fn one_project_per_partition(partitions: u32) -> Vec<String> {
-    let partition = |project: &str| {
-        let e = Arc::new(situs_event_bus::StoredEvent::new(
-            event(&format!(
-                r#"{{"type":"order.placed","projectId":"{project}","payload":{{}}}}"#
-            )),
-            1,
-        ));
-        situs_event_bus::consumer_group::partition_of(
-            &e,
-            situs_event_bus::consumer_group::PartitionKey::ProjectId,
-            partitions,
-        )
-    };
     (0..partitions)
         .map(|p| {
             (0..10_000)
                 .map(|i| format!("proj-{i}"))
-                .find(|name| partition(name) == p)
+                .find(|name| partition_of_project(name, partitions) == p)
                 .expect("a project in every partition")
         })
         .collect()
