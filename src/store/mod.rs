@@ -113,7 +113,7 @@ pub async fn open(store_url: &str, options: &StoreOptions) -> Result<Arc<dyn Sto
         ));
     }
     Err(EventBusError::InvalidConfig(format!(
-        "storeUrl {} is not supported (use postgres://…, sqlite://path or memory:)",
+        "storeUrl \"{}\" is not supported (use postgres://…, sqlite://path or memory:)",
         redact_url(store_url)
     )))
 }
