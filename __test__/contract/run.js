@@ -7,15 +7,13 @@
 // Needs PostgreSQL at TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test), as the
 // rest of `npm test` does, and what scripts/build-release.js needs (zig, cargo-zigbuild).
 const { execFileSync, spawnSync } = require('node:child_process');
-const { randomUUID } = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { Client } = require('pg');
+const { postgresSchema } = require('../postgres-schema');
 
 const root = path.resolve(__dirname, '..', '..');
 const template = path.join(__dirname, 'app');
-const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const MAX_GLIBC = [2, 17];
 
 const RUNS = [
@@ -80,34 +78,9 @@ function bareBin(dir) {
   return dir;
 }
 
-async function postgresSchema() {
-  const schema = `eb_contract_${randomUUID().replace(/-/g, '')}`;
-  const client = new Client({ connectionString: TEST_DATABASE_URL });
-  try {
-    await client.connect();
-  } catch (err) {
-    throw new Error(
-      `PostgreSQL is required for the contract suite and is not reachable at ${TEST_DATABASE_URL}: ${String(err)}\n` +
-        'Start it (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) or set TEST_DATABASE_URL.',
-    );
-  }
-  await client.query(`CREATE SCHEMA ${schema}`);
-  await client.end();
-  const sep = TEST_DATABASE_URL.includes('?') ? '&' : '?';
-  return {
-    url: `${TEST_DATABASE_URL}${sep}options[search_path]=${schema}`,
-    drop: async () => {
-      const admin = new Client({ connectionString: TEST_DATABASE_URL });
-      await admin.connect();
-      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-      await admin.end();
-    },
-  };
-}
-
 async function main() {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'situs-contract-'));
-  const pg = await postgresSchema();
+  const pg = await postgresSchema('eb_contract');
   try {
     const tarballs = pack(path.join(work, 'pack'));
     const binaryTarball = tarballs.find((t) => path.basename(t).includes('linux-x64-gnu'));
