@@ -12,5 +12,7 @@ module.exports = {
   moduleNameMapper: {
     '^@situs/event-bus$': '<rootDir>/dist/index.js',
     '^@situs/event-bus/react$': '<rootDir>/dist/react/index.js',
+    '^@situs/event-bus/nest$': '<rootDir>/dist/nest/index.js',
+    '^@situs/event-bus/nest/health$': '<rootDir>/dist/nest/health.js',
   },
 };

@@ -72,7 +72,8 @@ function holdWhileDelivering(nativeBus: NativeBus): { stop(): void } {
   return { stop: () => update(false) };
 }
 
-type EventsOf<P extends string> = string extends P ? BusEvent : [MatchingTypes<P>] extends [never] ? BusEvent<P> : BusEvent<MatchingTypes<P>>;
+/** The events `getEvents` returns for type patterns `P`: typed when `P` matches declared types. */
+export type EventsOf<P extends string> = string extends P ? BusEvent : [MatchingTypes<P>] extends [never] ? BusEvent<P> : BusEvent<MatchingTypes<P>>;
 
 /** Publishing, subscribing and reading; shared by the bus and its tenant-scoped handles. */
 export class EventBusHandle {

@@ -1,0 +1,32 @@
+import 'reflect-metadata';
+import type { SubscribeOptions } from '../types';
+
+/** Metadata key of `@OnBusEvent`, read by the module's handler discovery. */
+export const ON_BUS_EVENT = 'situs:event-bus:on-bus-event';
+
+/** What `@OnBusEvent` accepts besides the pattern: filters, a durable group, where to start. */
+export type OnBusEventOptions = Pick<SubscribeOptions, 'group' | 'projectId' | 'tenantId' | 'from'> &
+  Omit<SubscribeOptions, 'group' | 'projectId' | 'tenantId' | 'from'>;
+
+/** One `@OnBusEvent` on a method (a method may carry several). */
+export interface OnBusEventMetadata {
+  patterns: string[];
+  options: OnBusEventOptions;
+}
+
+/**
+ * Subscribes the method to events matching `pattern` (`*` one segment, `**`/`#` the rest) once
+ * the application has bootstrapped, in position order. With `group` it is a member of a durable
+ * consumer group. Without `from`, it also gets every event published while the app bootstrapped.
+ * The provider must be a singleton (request-scoped or transient ones are refused at bootstrap).
+ */
+export function OnBusEvent(pattern: string | readonly string[], options: OnBusEventOptions = {}): MethodDecorator {
+  const patterns = typeof pattern === 'string' ? [pattern] : [...pattern];
+  return (_target, _key, descriptor) => {
+    const method = descriptor.value as object;
+    const previous = (Reflect.getOwnMetadata(ON_BUS_EVENT, method) as OnBusEventMetadata[] | undefined) ?? [];
+    // Decorators apply bottom-up; prepend so subscriptions follow the order they are written in.
+    Reflect.defineMetadata(ON_BUS_EVENT, [{ patterns, options }, ...previous], method);
+    return descriptor;
+  };
+}
