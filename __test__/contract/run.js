@@ -1,7 +1,8 @@
 // The package as users get it: packs the tarballs (`npm pack`: the main package and the
 // linux-x64-gnu binary package), checks the binary (glibc ≤ 2.17, stripped), installs both into a
 // fresh scratch app with no Rust and no C compiler on the PATH, and runs one contract
-// (./app/contract.cjs) under node --test, jest, vitest and mocha, each from CommonJS and from ESM.
+// (./app/contract.cjs) under node --test, jest, vitest and mocha, each from CommonJS and from ESM,
+// and the Nest module's tests in a NestJS 12 (ESM-only) app (../nest12/app).
 // Part of `npm test`; prints one line per run and `contract: N passed, N failed` last.
 //
 // Needs PostgreSQL at TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test), as the
@@ -14,6 +15,8 @@ const { postgresSchema } = require('../postgres-schema');
 
 const root = path.resolve(__dirname, '..', '..');
 const template = path.join(__dirname, 'app');
+// The Nest module's tests in an ESM-only NestJS 12 app (the jest suites cover Nest 11 in the repo).
+const nest12Template = path.join(__dirname, '..', 'nest12', 'app');
 const MAX_GLIBC = [2, 17];
 
 const RUNS = [
@@ -90,18 +93,29 @@ async function main() {
     execFileSync('tar', ['-xzf', binaryTarball, '-C', unpacked]);
     checkBinary(path.join(unpacked, 'package', 'event-bus.linux-x64-gnu.node'));
 
-    const app = path.join(work, 'app');
-    fs.cpSync(template, app, { recursive: true, filter: (src) => !src.includes('node_modules') });
     const env = { ...process.env, PATH: bareBin(path.join(work, 'bin')), CONTRACT_POSTGRES_URL: pg.url };
     delete env.npm_config_prefix;
-    // The runners from the app's own lock file, then the tarballs, as a user adds a dependency.
-    must('npm', ['ci', '--no-audit', '--no-fund'], { cwd: app, env });
-    must('npm', ['install', '--no-save', '--no-audit', '--no-fund', ...tarballs], { cwd: app, env });
+    /** A copy of a template app with its locked dependencies, then the tarballs, as a user adds one. */
+    const scratchApp = (from, name) => {
+      const dir = path.join(work, name);
+      fs.cpSync(from, dir, { recursive: true, filter: (src) => !src.includes('node_modules') && !src.includes('/build') });
+      must('npm', ['ci', '--no-audit', '--no-fund'], { cwd: dir, env });
+      must('npm', ['install', '--no-save', '--no-audit', '--no-fund', ...tarballs], { cwd: dir, env });
+      return dir;
+    };
+    const app = scratchApp(template, 'app');
+    const nest12 = scratchApp(nest12Template, 'nest12');
+    // Compiled as a Nest 12 user compiles (tsc, nodenext, strict, the package's typings checked).
+    must('node', ['node_modules/typescript/bin/tsc', '-p', '.'], { cwd: nest12, env });
+    const runs = [
+      ...RUNS.map((r) => ({ ...r, cwd: app })),
+      { runner: 'NestJS 12 + node:test', format: 'esm', cmd: ['node', '--test', 'build/'], cwd: nest12 },
+    ];
 
     let passed = 0;
     let failed = 0;
-    for (const { runner, format, cmd } of RUNS) {
-      const r = run(cmd[0], cmd.slice(1), { cwd: app, env, stdio: 'inherit', timeout: 10 * 60_000 });
+    for (const { runner, format, cmd, cwd } of runs) {
+      const r = run(cmd[0], cmd.slice(1), { cwd, env, stdio: 'inherit', timeout: 10 * 60_000 });
       const ok = r.status === 0;
       console.log(`contract: ${runner} (${format}) ${ok ? 'passed' : `FAILED (${r.status ?? r.signal})`}`);
       if (ok) passed++;
