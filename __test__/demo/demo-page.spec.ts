@@ -1,7 +1,9 @@
 // The demo's page in headless Chromium (Debian's, driven by playwright-core): create a project
-// through the page's form, see it in the live tail and the webhook table, and save the screenshot
-// the README shows (docs/demo.png).
+// through the page's form, see it in the live tail and the webhook table, and take a screenshot.
+// UPDATE_DEMO_SCREENSHOT=1 writes it to docs/demo.png (the one the README shows); otherwise it goes
+// to a temporary file, so a test run leaves the tree clean.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { bootDemo, DEMO_DIR, type BootedDemo } from './boot-demo';
@@ -12,7 +14,9 @@ const { buildPage } = require(path.join(DEMO_DIR, 'build-page.js')) as { buildPa
 jest.setTimeout(90_000);
 
 const CHROMIUM = '/usr/bin/chromium';
-const SCREENSHOT = path.join(__dirname, '..', '..', 'docs', 'demo.png');
+const SCREENSHOT = process.env.UPDATE_DEMO_SCREENSHOT
+  ? path.join(__dirname, '..', '..', 'docs', 'demo.png')
+  : path.join(os.tmpdir(), `situs-demo-${process.pid}.png`);
 
 let booted: BootedDemo | undefined;
 let browser: Browser | undefined;
@@ -65,4 +69,6 @@ test('the page shows a project created through its form in the live tail, with i
 
   fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
   await page.screenshot({ path: SCREENSHOT });
+  expect(fs.statSync(SCREENSHOT).size).toBeGreaterThan(10_000);
+  if (!process.env.UPDATE_DEMO_SCREENSHOT) fs.rmSync(SCREENSHOT);
 });
