@@ -6,11 +6,10 @@ import type { SseStreamOptions } from '../sse';
 import type { PublishInput } from '../types';
 import { legacyEventType, type ProjectEventType } from './event-types';
 import { OPENED_BUS, type OpenedBus } from './opened-bus';
+import { routingFields } from './routing-fields';
 
 /** The filter of `RealtimeEventsService.stream`; legacy names in `types` are mapped too. */
 export type RealtimeStreamFilter = SseStreamOptions;
-
-const ROUTING_FIELDS = ['projectId', 'tenantId', 'userId'] as const;
 
 /**
  * A drop-in for the legacy `RealtimeEventsService`: the same fire-and-forget `publish(type,
@@ -70,14 +69,7 @@ export class RealtimeEventsService {
   private toInput(type: string, payload: unknown): PublishInput {
     // Not a string: let the core name the field in its error.
     const mapped = typeof type === 'string' ? this.mapType(type) : type;
-    const input: PublishInput = { type: mapped, payload: payload === undefined ? null : payload };
-    if (payload !== null && typeof payload === 'object') {
-      for (const field of ROUTING_FIELDS) {
-        const value = (payload as Record<string, unknown>)[field];
-        if (typeof value === 'string') input[field] = value;
-      }
-    }
-    return input;
+    return { type: mapped, payload: payload === undefined ? null : payload, ...routingFields(payload) };
   }
 
   private failed(type: unknown, err: unknown): void {
