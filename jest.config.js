@@ -14,5 +14,6 @@ module.exports = {
     '^@situs/event-bus/react$': '<rootDir>/dist/react/index.js',
     '^@situs/event-bus/nest$': '<rootDir>/dist/nest/index.js',
     '^@situs/event-bus/nest/health$': '<rootDir>/dist/nest/health.js',
+    '^@situs/event-bus/nest/cqrs$': '<rootDir>/dist/nest/cqrs/index.js',
   },
 };

@@ -1,10 +1,10 @@
 // Writes the ESM entries (dist/index.mjs, dist/react/index.mjs, dist/nest/index.mjs,
-// dist/nest/health.mjs) so ESM apps (e.g. NestJS 12, Vite) get named exports from the CommonJS build.
+// dist/nest/health.mjs, dist/nest/cqrs/index.mjs) so ESM apps (e.g. NestJS 12, Vite) get named exports from the CommonJS build.
 const fs = require('node:fs');
 const path = require('node:path');
 
 const dist = path.join(__dirname, '..', 'dist');
-for (const entry of ['index', 'react/index', 'nest/index', 'nest/health']) {
+for (const entry of ['index', 'react/index', 'nest/index', 'nest/health', 'nest/cqrs/index']) {
   const file = path.join(dist, `${entry}.js`);
   const names = Object.keys(require(file)).filter((n) => n !== 'default' && n !== '__esModule');
   const source = [
