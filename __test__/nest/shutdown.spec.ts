@@ -7,7 +7,7 @@ jest.setTimeout(60_000);
 
 function run(storeUrl: string, count: number, mode: 'kill' | 'exit'): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'shutdown-app.js'), storeUrl, String(count), mode], {
+    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'shutdown-app.mjs'), storeUrl, String(count), mode], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
