@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { messageOf } from '../errors';
 import type { EventBus, EventsOf, TenantEventBus } from '../event-bus';
 import type {
   BusEvent,
@@ -14,6 +15,15 @@ import type {
   Subscription,
 } from '../types';
 import { OPENED_BUS, type OpenedBus } from './opened-bus';
+
+/** What `EventBusService.health()` reports. */
+export interface EventBusServiceHealth {
+  healthy: boolean;
+  /** How long the store took to answer, when it did. */
+  latencyMs?: number;
+  /** Why the bus is not healthy. */
+  reason?: string;
+}
 
 /**
  * The bus as an injectable: the calls a service needs, typed by `EventMap` as on `EventBus`.
@@ -68,6 +78,30 @@ export class EventBusService {
     return this.bus.sse;
   }
 
+  /**
+   * Whether the store answers: one read, given `timeoutMs` (default 1000) to answer. Healthy
+   * again as soon as it answers again; nothing is reopened.
+   */
+  async health(options: { timeoutMs?: number } = {}): Promise<EventBusServiceHealth> {
+    const timeoutMs = options.timeoutMs ?? 1000;
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.bus.getEvents({ limit: 1 }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer from the store within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+      return { healthy: true, latencyMs: Date.now() - started };
+    } catch (err) {
+      return { healthy: false, reason: messageOf(err) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Counters of the bus since it opened. */
   metrics(): EventBusMetrics {
     return this.bus.metrics();
   }

@@ -6,7 +6,16 @@ export const ON_BUS_EVENT = 'situs:event-bus:on-bus-event';
 
 /** What `@OnBusEvent` accepts besides the pattern: filters, a durable group, where to start. */
 export type OnBusEventOptions = Pick<SubscribeOptions, 'group' | 'projectId' | 'tenantId' | 'from'> &
-  Omit<SubscribeOptions, 'group' | 'projectId' | 'tenantId' | 'from'>;
+  Omit<SubscribeOptions, 'group' | 'projectId' | 'tenantId' | 'from'> & {
+    /**
+     * Run the handler through Nest's guards, interceptors and pipes (global ones included), with
+     * `isEventBusContext(context)` true in them. A guard that refuses makes the call fail like a
+     * throwing handler (logged, counted; retried and dead-lettered in a group).
+     */
+    enhancers?: boolean;
+    /** The bus to subscribe to, for apps with several (`EventBusModule.forRoot({ name })`); default: the unnamed one. */
+    bus?: string;
+  };
 
 /** One `@OnBusEvent` on a method (a method may carry several). */
 export interface OnBusEventMetadata {
@@ -23,7 +32,8 @@ export interface OnBusEventMetadata {
 export function OnBusEvent(pattern: string | readonly string[], options: OnBusEventOptions = {}): MethodDecorator {
   const patterns = typeof pattern === 'string' ? [pattern] : [...pattern];
   return (_target, _key, descriptor) => {
-    const method = descriptor.value as object;
+    const method = descriptor.value as unknown;
+    if (typeof method !== 'function') throw new TypeError('@OnBusEvent decorates methods');
     const previous = (Reflect.getOwnMetadata(ON_BUS_EVENT, method) as OnBusEventMetadata[] | undefined) ?? [];
     // Decorators apply bottom-up; prepend so subscriptions follow the order they are written in.
     Reflect.defineMetadata(ON_BUS_EVENT, [{ patterns, options }, ...previous], method);

@@ -21,10 +21,15 @@ export async function openBus(options: EventBusModuleOptions): Promise<OpenedBus
   const { busOptions, mapEventType } = splitOptions(options);
   const bus = await EventBus.open({ ...busOptions, logger: busOptions.logger ?? nestLogSink() });
   try {
-    const { events } = await bus.getEvents({ order: 'desc', limit: 1 });
-    return { bus, headPosition: events[0]?.position ?? 0, mapEventType };
+    return { bus, headPosition: await readHeadPosition(bus), mapEventType };
   } catch (err) {
     await bus.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** The log's last position (0 when empty). */
+export async function readHeadPosition(bus: EventBus): Promise<number> {
+  const { events } = await bus.getEvents({ order: 'desc', limit: 1 });
+  return events[0]?.position ?? 0;
 }
