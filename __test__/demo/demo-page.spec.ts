@@ -1,5 +1,6 @@
 // The demo's page in headless Chromium (Debian's, driven by playwright-core): create a project
-// through the page's form, see it in the live tail and the webhook table, and take a screenshot.
+// through the page's form, see it in the live tail and the webhook table, toggle the plugin, and
+// take a screenshot.
 // UPDATE_DEMO_SCREENSHOT=1 writes it to docs/demo.png (the one the README shows); otherwise it goes
 // to a temporary file, so a test run leaves the tree clean.
 import * as fs from 'node:fs';
@@ -60,6 +61,15 @@ test('the page shows a project created through its form in the live tail, with i
   expect(await page.locator('#tail li').count()).toBe(3);
   await page.selectOption('#type-filter', '**');
 
+  // The plugin is uninstalled and reinstalled from the page; each step shows up in the tail.
+  await page.locator('#plugin-state[data-installed="yes"]').waitFor();
+  await page.click('#toggle-plugin');
+  await page.locator('#tail li[data-type="plugin.uninstalled"]').waitFor();
+  await page.locator('#plugin-state[data-installed="no"]').waitFor();
+  await page.click('#toggle-plugin');
+  await page.locator('#tail li[data-type="plugin.installed"]').waitFor();
+  await page.locator('#plugin-state[data-installed="yes"]').waitFor();
+
   // Every project event reaches the demo's receiver: the table shows them delivered, the counters count them.
   await page.locator('#deliveries tbody tr .badge-delivered').nth(5).waitFor();
   await page.locator('#webhooks .counter-value', { hasText: /^[1-9]\d*$/ }).waitFor();
@@ -68,7 +78,7 @@ test('the page shows a project created through its form in the live tail, with i
   expect(errors).toEqual([]);
 
   fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
-  await page.screenshot({ path: SCREENSHOT });
+  await page.screenshot({ path: SCREENSHOT, fullPage: true });
   expect(fs.statSync(SCREENSHOT).size).toBeGreaterThan(10_000);
   if (!process.env.UPDATE_DEMO_SCREENSHOT) fs.rmSync(SCREENSHOT);
 });

@@ -7,6 +7,8 @@ import { DEMO_CONFIG, type DemoConfig } from './demo-config';
 import { EventsController } from './events/events.controller';
 import { PageSseServer } from './events/page-sse-server';
 import { HealthController } from './health/health.controller';
+import { PluginsController } from './plugins/plugins.controller';
+import { ProjectActivityPlugin } from './plugins/project-activity.plugin';
 import { ProjectsController } from './projects/projects.controller';
 import { ProjectsService } from './projects/projects.service';
 import { WebhookReceiverController } from './webhooks/webhook-receiver.controller';
@@ -29,11 +31,12 @@ export class AppModule {
         }),
         TerminusModule,
       ],
-      controllers: [ProjectsController, EventsController, HealthController, WebhookReceiverController],
+      controllers: [ProjectsController, EventsController, HealthController, WebhookReceiverController, PluginsController],
       providers: [
         { provide: DEMO_CONFIG, useValue: config },
         ProjectsService,
         AuditHandler,
+        ProjectActivityPlugin,
         PageSseServer,
         WebhookReceiverService,
         WebhookRegistration,

@@ -21,7 +21,8 @@ async function json<T>(url: string, init?: RequestInit): Promise<{ status: numbe
 /**
  * Exercises each part of the running demo once and reports what it saw: REST create → both SSE
  * streams get it → the webhook receiver verified its signature → the audit handler counted it →
- * /health is up → /metrics counted it; then update and delete.
+ * the plugin tracked it and is uninstalled and reinstalled → /health is up → /metrics counted
+ * it; then update and delete.
  */
 export async function smoke(demo: DemoApp, log: (line: string) => void): Promise<void> {
   const nestSse = await SseClient.open(`${demo.url}/api/events?types=project.*`);
@@ -52,6 +53,17 @@ export async function smoke(demo: DemoApp, log: (line: string) => void): Promise
     const verified = status.body.receiver.recent.find((r) => r.eventId === event.id)!;
     log(`webhook   receiver verified ${verified.webhookId} (standardwebhooks signature ok)`);
     log(`handler   @OnBusEvent audit counted ${status.body.audit.total} project event(s)`);
+
+    const plugins = await json<{ installed: Array<{ name: string; version: string }>; activity: Record<string, { type: string }> }>(`${demo.url}/api/plugins`);
+    const stamped = (JSON.parse(fromNest.data) as { metadata?: { seenBy?: string } }).metadata?.seenBy;
+    if (plugins.body.activity[projectId]?.type !== 'project.created' || stamped !== 'project-activity@1.0.0') {
+      throw new Error(`the plugin did not see the event: ${JSON.stringify(plugins.body)}, metadata.seenBy=${stamped}`);
+    }
+    log(`plugin    ${plugins.body.installed.map((p) => `${p.name}@${p.version}`).join(', ')} tracked ${projectId}; its middleware stamped seenBy`);
+    const uninstalled = await fetch(`${demo.url}/api/plugins/project-activity`, { method: 'DELETE' });
+    const reinstalled = await json<{ name: string }>(`${demo.url}/api/plugins/project-activity`, { method: 'POST' });
+    if (uninstalled.status !== 204 || reinstalled.status !== 201) throw new Error(`plugin uninstall → ${uninstalled.status}, install → ${reinstalled.status}`);
+    log(`plugin    DELETE → 204 (plugin.uninstalled), POST → 201 (plugin.installed)`);
 
     const deliveries = await json<Array<{ eventId: string; status: string; attempts: number }>>(`${demo.url}/api/webhooks/deliveries`);
     const delivery = deliveries.body.find((d) => d.eventId === event.id);

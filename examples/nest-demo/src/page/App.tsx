@@ -2,6 +2,7 @@ import { useEventBusConnection, useEventStream } from '@situs/event-bus/react';
 import { usePolled, type Metrics, type Status } from './api';
 import { Counters } from './Counters';
 import { EventTail } from './EventTail';
+import { PluginsPanel } from './PluginsPanel';
 import { ProjectsPanel } from './ProjectsPanel';
 import { WebhookPanel } from './WebhookPanel';
 
@@ -30,6 +31,7 @@ export function App() {
         <EventTail events={events} />
       </main>
       <WebhookPanel lastPosition={lastPosition} verified={status?.receiver.verified} />
+      <PluginsPanel lastPosition={lastPosition} />
       <footer>
         <a href="/health">/health</a> terminus · <a href="/metrics">/metrics</a> bus.metrics() ·{' '}
         <a href="/api/events">/api/events</a> @Sse() via RealtimeEventsService.stream() · the tail above reads the Rust SSE

@@ -27,6 +27,11 @@ export interface Metrics {
   sseConnections: number;
 }
 
+export interface PluginsView {
+  installed: Array<{ name: string; version: string; handlers: number; middleware: boolean }>;
+  activity: Record<string, { type: string; position: number }>;
+}
+
 export interface Status {
   audit: { total: number; byType: Record<string, number> };
   receiver: { verified: number; rejected: number };
