@@ -40,3 +40,41 @@ class Handlers {
   onInvoice(): void {}
 }
 void Handlers;
+
+// Plugins, enhancers and named buses.
+import type { ExecutionContext } from '@nestjs/common';
+import {
+  BusPayload,
+  EventBusPlugin,
+  EventBusPluginRegistry,
+  InjectEventBus,
+  getEventBusToken,
+  isEventBusContext,
+  type InstalledPlugin,
+} from '@situs/event-bus/nest';
+
+@EventBusPlugin({ name: 'audit', version: '1.0.0' })
+class AuditPlugin {
+  @OnBusEvent('project.*', { enhancers: true, bus: 'audit' })
+  onProject(@BusPayload('name') name: string): void {
+    void name;
+  }
+}
+declare const registry: EventBusPluginRegistry;
+const installing: Promise<InstalledPlugin> = registry.install(AuditPlugin);
+void installing;
+void registry.uninstall('audit');
+// @ts-expect-error a plugin needs a version
+EventBusPlugin({ name: 'x' });
+
+class Injected {
+  constructor(@InjectEventBus('audit') readonly audit: EventBusService) {}
+}
+void Injected;
+const token: unknown = getEventBusToken('audit');
+void token;
+EventBusModule.forRoot({ storeUrl: 'memory:', name: 'audit' });
+EventBusModule.forRootAsync({ name: 'audit', useFactory: () => ({ storeUrl: 'memory:' }) });
+declare const context: ExecutionContext;
+const fromBus: boolean = isEventBusContext(context);
+void fromBus;
