@@ -20,9 +20,10 @@ interface Wrapper {
 /**
  * Wires the bridge into cqrs's `EventBus`: replaces its publisher as soon as it is created (before
  * any lifecycle hook can publish), so cqrs's in-memory `DefaultPubSub` no longer pushes locally;
- * at `onApplicationBootstrap` — after `CqrsModule`'s, which binds the handlers (global modules'
- * hooks run first) — adds the event classes of every `@EventsHandler` and bridges the bus to
- * cqrs's subject; stops delivering when the app shuts down.
+ * at `onApplicationBootstrap` adds the event classes of every `@EventsHandler` and bridges the bus
+ * to cqrs's subject once `CqrsModule` has bound the handlers and sagas (its own bootstrap hook,
+ * which may run before or after this one), so no delivery reaches an unwatched subject; stops
+ * delivering when the app shuts down.
  */
 @Injectable()
 export class CqrsBridge implements OnApplicationBootstrap, OnModuleDestroy {
@@ -33,7 +34,23 @@ export class CqrsBridge implements OnApplicationBootstrap, OnModuleDestroy {
     @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
   ) {
     cqrs.publisher = publisher;
+    // CqrsModule's onApplicationBootstrap binds handlers, then sagas (registerSagas, last).
+    const registerSagas = cqrs.registerSagas as ((...args: unknown[]) => unknown) | undefined;
+    if (typeof registerSagas === 'function') {
+      this.handlersBound = false;
+      cqrs.registerSagas = ((...args: unknown[]) => {
+        const result = registerSagas.apply(cqrs, args);
+        this.handlersBound = true;
+        if (this.discovered) this.bridge();
+        return result;
+      }) as CqrsEventBus['registerSagas'];
+    }
   }
+
+  /** False until CqrsModule has bound its handlers (true when that cannot be observed). */
+  private handlersBound = true;
+  private discovered = false;
+  private bridged = false;
 
   onApplicationBootstrap(): void {
     for (const wrapper of this.discovery.getProviders() as unknown as Wrapper[]) {
@@ -50,10 +67,18 @@ export class CqrsBridge implements OnApplicationBootstrap, OnModuleDestroy {
         this.source.add(eventClass);
       }
     }
-    this.source.bridgeEventsTo(this.cqrs.subject$);
+    this.discovered = true;
+    if (this.handlersBound) this.bridge();
   }
 
   onModuleDestroy(): void {
+    this.discovered = false;
     this.source.close();
+  }
+
+  private bridge(): void {
+    if (this.bridged) return;
+    this.bridged = true;
+    this.source.bridgeEventsTo(this.cqrs.subject$);
   }
 }
