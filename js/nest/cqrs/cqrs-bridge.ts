@@ -27,6 +27,11 @@ interface Wrapper {
  */
 @Injectable()
 export class CqrsBridge implements OnApplicationBootstrap, OnModuleDestroy {
+  /** False until CqrsModule has bound its handlers (true when that cannot be observed). */
+  private handlersBound = true;
+  private discovered = false;
+  private bridged = false;
+
   constructor(
     @Inject(CqrsEventBus) private readonly cqrs: CqrsEventBus,
     @Inject(BusEventPublisher) publisher: BusEventPublisher,
@@ -46,11 +51,6 @@ export class CqrsBridge implements OnApplicationBootstrap, OnModuleDestroy {
       }) as CqrsEventBus['registerSagas'];
     }
   }
-
-  /** False until CqrsModule has bound its handlers (true when that cannot be observed). */
-  private handlersBound = true;
-  private discovered = false;
-  private bridged = false;
 
   onApplicationBootstrap(): void {
     for (const wrapper of this.discovery.getProviders() as unknown as Wrapper[]) {
