@@ -12,13 +12,10 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { randomUUID } = require('node:crypto');
-const { pipeline } = require('node:stream/promises');
-const { Readable } = require('node:stream');
-const { Client, Pool } = require('pg');
-const { from: copyFrom } = require('pg-copy-streams');
+const { Pool } = require('pg');
 const { EventBus } = require('@situs/event-bus');
+const { DB, withSchema, copyEvents } = require('./lib/postgres');
 
-const DB = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const MIGRATION = fs.readFileSync(path.join(__dirname, '..', 'migrations', 'postgres', '0001_events.sql'), 'utf8');
 const N_SINGLE = Number(process.env.BENCH_SINGLE || 2000);
 const N_CONCURRENT = Number(process.env.BENCH_CONCURRENT || 20000);
@@ -45,20 +42,6 @@ async function timed(fn) {
   const t = process.hrtime.bigint();
   await fn();
   return Number(process.hrtime.bigint() - t) / 1e9;
-}
-
-async function withSchema(fn) {
-  const schema = `eb_bench_${randomUUID().replace(/-/g, '')}`;
-  const admin = new Client({ connectionString: DB });
-  await admin.connect();
-  await admin.query(`CREATE SCHEMA ${schema}`);
-  const sep = DB.includes('?') ? '&' : '?';
-  try {
-    return await fn(`${DB}${sep}options[search_path]=${schema}`, schema);
-  } finally {
-    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-    await admin.end();
-  }
 }
 
 const INSERT = `INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id)
@@ -128,16 +111,7 @@ async function baselines() {
     line({ case: 'INSERT per event, 16 concurrent connections', impl: 'node-postgres', events: N_CONCURRENT, eventsPerSec: Math.round(N_CONCURRENT / concurrent) });
     // COPY the same rows in one stream.
     const copyClient = await pool.connect();
-    const copy = await timed(async () => {
-      const rows = function* () {
-        for (let i = 0; i < N_MANY; i++) {
-          const [id, type, payload, ts, p, t, u] = row(i);
-          yield `${id}\t${type}\t${payload.replace(/\\/g, '\\\\')}\t${ts.toISOString()}\t${p}\t${t}\t${u}\n`;
-        }
-      };
-      const stream = copyClient.query(copyFrom(`COPY event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id) FROM STDIN`));
-      await pipeline(Readable.from(rows()), stream);
-    });
+    const copy = await timed(() => copyEvents(copyClient, N_MANY, row));
     copyClient.release();
     await pool.end();
     line({ case: 'COPY', impl: 'node-postgres', events: N_MANY, eventsPerSec: Math.round(N_MANY / copy) });
