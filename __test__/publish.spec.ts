@@ -43,6 +43,25 @@ describe('publish', () => {
     expect(events[0].payload).toEqual(e.payload);
   });
 
+  it('publishes made in one tick are each stored or refused alone, in publish order', async () => {
+    // Past the size at which queued publishes cross early, and across a tenant handle.
+    const tenant = bus.forTenant('t1');
+    const all = Array.from({ length: 1300 }, (_, i) =>
+      i % 100 === 7
+        ? bus.publish({ type: 'bad type!', payload: i })
+        : (i % 10 === 3 ? tenant : bus).publish({ type: 'a.b', payload: i }),
+    );
+    const results = await Promise.allSettled(all);
+    const refused = results.flatMap((r, i) => (r.status === 'rejected' ? [i] : []));
+    expect(refused).toEqual(Array.from({ length: 13 }, (_, k) => k * 100 + 7));
+    for (const i of refused) expect((results[i] as PromiseRejectedResult).reason).toMatchObject({ code: 'INVALID_EVENT' });
+    const stored = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    expect(stored.map((e) => e.payload)).toEqual(Array.from({ length: 1300 }, (_, i) => i).filter((i) => i % 100 !== 7));
+    expect(stored.filter((e) => e.tenantId === 't1')).toHaveLength(130);
+    const positions = stored.map((e) => e.position as number);
+    expect(positions).toEqual([...positions].sort((a, b) => a - b));
+  });
+
   it('publishMany stores all atomically and returns them in order', async () => {
     const events = await bus.publishMany([
       { type: 'a.one', payload: 1 },

@@ -1,7 +1,7 @@
-import { EventBusError, messageOf, native, nativeSync } from './errors';
+import { EventBusError, fromNative, messageOf, native, nativeSync } from './errors';
 import { binding, NativeBus } from './native';
 import { hold, release } from './keep-alive';
-import { drainPublishes, publishQueue } from './publish-queue';
+import { drainPublishes, flushPublishes, publishQueue } from './publish-queue';
 import { fromWire, publishFields, toJson } from './serialize';
 import { Sse } from './sse';
 import { Webhooks } from './webhooks';
@@ -47,6 +47,8 @@ function consoleLogger(record: LogRecord): void {
   else if (record.level === 'warn') console.warn(`[event-bus] ${record.message}`, record.fields);
 }
 
+const ignore = (): void => undefined;
+
 /** A parsed wire event as `publish` resolves it: `stored` tells whether it reached the store. */
 function asPublished<T>(wire: { timestamp: string; position: number | null }): T {
   const event = fromWire<PublishedEvent>(wire);
@@ -90,6 +92,22 @@ export class EventBusHandle {
       const wire = await publishQueue(this.nativeBus).publish(toJson(event, ''), this.tenantId);
       return asPublished<PublishedEvent<K>>(wire as { timestamp: string; position: number | null });
     });
+  }
+
+  /**
+   * @internal Fire-and-forget (`RealtimeEventsService.publish`): `onFailure` gets the error if the
+   * event is refused or not stored. Nothing is returned, so the stored event is not sent back and
+   * no promise is made.
+   */
+  publishAndForget(event: PublishInput, onFailure: (err: unknown) => void): void {
+    let json: string;
+    try {
+      json = toJson(event, '');
+    } catch (err) {
+      onFailure(fromNative(err));
+      return;
+    }
+    publishQueue(this.nativeBus).publishQuietly(json, this.tenantId, { resolve: ignore, reject: onFailure });
   }
 
   /** Publishes atomically: every event is stored, or none and the error names the index. */
@@ -300,6 +318,8 @@ export class EventBus extends EventBusHandle {
   close(): Promise<void> {
     return native(async () => {
       try {
+        // Publishes of this tick are still in JS: hand them over, so close drains them.
+        flushPublishes(this.nativeBus);
         await this.nativeBus.close();
         // Publishes the native side finished may still be on their way to their promises.
         await drainPublishes(this.nativeBus);

@@ -46,7 +46,7 @@ export class RealtimeEventsService {
       this.failed(type, err);
       return;
     }
-    this.bus.publish(input).then(undefined, (err: unknown) => this.failed(input.type, err));
+    this.bus.publishAndForget(input, (err) => this.failed(input.type, err));
   }
 
   /**

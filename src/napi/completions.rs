@@ -1,14 +1,15 @@
 //! Settles `publish` calls in batches through one threadsafe function. A promise per native call
 //! costs a threadsafe function per call, which capped one-call-per-event publishing at 20–40k
 //! calls/s here; instead JS numbers each publish, and finished ones come back together as one JSON
-//! array `[[id, event], [id, null, "CODE: message"], …]` (one wake-up and one `JSON.parse` for all).
+//! array `[[id, event], [id], [id, null, "CODE: message"], …]` (one wake-up and one `JSON.parse`
+//! for all; `[id]` when the caller asked for no event).
 //!
 //! An answer on its way to JS counts as an expected arrival at the writer (see
 //! `batcher::Arrival`) until JS has handled it: a caller awaiting each publish usually publishes
 //! again as soon as it is answered, and the writer then waits for it and the rest of its commit
 //! instead of committing whoever queued meanwhile alone (groups of callers would otherwise
-//! alternate between commits, each waiting for the other's). Any publish call from JS releases one
-//! such token (its own publish now holds an arrival of its own); JS reporting a batch handled
+//! alternate between commits, each waiting for the other's). Each publish JS hands over releases
+//! one such token (that publish now holds an arrival of its own); JS reporting a batch handled
 //! (`settled`) releases the rest of that batch's.
 
 use std::collections::VecDeque;
@@ -29,8 +30,16 @@ use crate::bus::{EventBus, Published};
 const BATCH: usize = 4096;
 const BATCH_BYTES: usize = 8 << 20;
 
-/// A publish's id, its result (an error as "CODE: message"), and its caller's arrival token.
-pub type Completion = (u32, std::result::Result<Published, String>, Option<Arrival>);
+/// The bit of a publish id asking for a result without the event (see `NativeBus::publish_batch`).
+pub const QUIET: u32 = 1 << 31;
+
+/// A publish's id, its result (None: stored, the event not wanted; an error as "CODE: message"),
+/// and its caller's arrival token.
+pub type Completion = (
+    u32,
+    std::result::Result<Option<Published>, String>,
+    Option<Arrival>,
+);
 
 /// Arrival tokens of the answers handed to JS, one entry per batch, oldest first.
 type InTransit = Arc<Mutex<VecDeque<Vec<Arrival>>>>;
@@ -77,12 +86,15 @@ impl Completions {
         })
     }
 
-    /// JS is making a publish call: one expected caller is here (or JS is busy publishing, and
-    /// the others will be reported by `settled`), so one token goes.
-    pub fn publishing(&self) {
+    /// JS is handing over `calls` publishes: as many expected callers are here (or JS is busy
+    /// publishing, and the others will be reported by `settled`), so as many tokens go.
+    pub fn publishing(&self, calls: usize) {
         // Entries stay, even empty, until `settled` counts them off.
         let mut batches = lock(&self.in_transit);
-        if let Some(token) = batches.iter_mut().find_map(Vec::pop) {
+        for _ in 0..calls {
+            let Some(token) = batches.iter_mut().find_map(Vec::pop) else {
+                break;
+            };
             drop(token);
         }
     }
@@ -98,10 +110,11 @@ impl Completions {
     }
 
     /// Where one publish reports its result (an error if it ends without one, e.g. a panic, so
-    /// no promise is left pending).
-    pub fn reply(&self, id: u32) -> Reply {
+    /// no promise is left pending); `quiet`: without the event.
+    pub fn reply(&self, id: u32, quiet: bool) -> Reply {
         Reply {
             id,
+            quiet,
             tx: Some(self.tx.clone()),
             bus: self.bus.clone(),
         }
@@ -110,6 +123,7 @@ impl Completions {
 
 pub struct Reply {
     id: u32,
+    quiet: bool,
     tx: Option<mpsc::UnboundedSender<Completion>>,
     bus: EventBus,
 }
@@ -122,6 +136,7 @@ impl Reply {
     }
 
     fn answer(&mut self, result: std::result::Result<Published, String>) {
+        let result = result.map(|published| (!self.quiet).then_some(published));
         if let Some(tx) = self.tx.take() {
             // Taken before the writer moves on, so its next commit sees this caller coming.
             let _ = tx.send((self.id, result, self.bus.expect_return()));
@@ -143,7 +158,8 @@ impl Drop for Reply {
 fn push(out: &mut String, (id, result, token): Completion) -> Option<Arrival> {
     // Writing to a String cannot fail.
     let _ = match result {
-        Ok(published) => write!(out, "[{id},{}]", published.json()),
+        Ok(Some(published)) => write!(out, "[{id},{}]", published.json()),
+        Ok(None) => write!(out, "[{id}]"),
         Err(reason) => write!(out, "[{id},null,{}]", serde_json::Value::String(reason)),
     };
     token

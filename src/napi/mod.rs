@@ -3,12 +3,13 @@
 //! measured), errors as `CODE: message` reasons that the TS wrapper turns into `EventBusError`.
 
 mod completions;
+mod intake;
 mod js_callbacks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{Function, Promise, PromiseRaw};
+use napi::bindgen_prelude::{Function, Promise, PromiseRaw, Uint32Array};
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::Env;
 use napi_derive::napi;
@@ -24,7 +25,8 @@ use crate::middleware::Scope;
 use crate::query::{parse_time, EventFilter};
 use crate::router::Subscription;
 use crate::transport::webhook;
-use completions::Completions;
+use completions::{Completions, QUIET};
+use intake::{Batch, Intake};
 use js_callbacks::{JsAuthorizer, JsLogSink, JsMiddleware, JsSink};
 
 fn to_js_error(e: EventBusError) -> napi::Error {
@@ -52,6 +54,8 @@ pub struct NativeBus {
     /// The callback told when pending deliveries leave or reach zero; dropped at `close` (it
     /// holds this bus through its JS closure, as the publish sink does).
     delivery_watch: Arc<Mutex<Option<js_callbacks::Tsfn<()>>>>,
+    /// Where `publish_batch` hands its events.
+    intake: Intake,
 }
 
 #[napi]
@@ -144,6 +148,7 @@ pub fn open_bus<'env>(
         let config = Config::resolve(&options_json, &env_vars).map_err(to_js_error)?;
         let bus = EventBus::open(config, sink).await.map_err(to_js_error)?;
         Ok(NativeBus {
+            intake: Intake::start(&bus),
             bus,
             completions: Mutex::new(None),
             delivery_watch: Arc::default(),
@@ -201,27 +206,51 @@ impl NativeBus {
         }
     }
 
-    /// Publishes one event (JSON); its result reaches the publish sink under `id`.
+    /// Publishes each event of `events` (JSON) on its own — each is stored or refused alone,
+    /// unlike `publishMany` — in one call for many `publish` calls (see `intake`). `ids[i]`
+    /// numbers the i-th event's result at the publish sink; with the top bit set the result
+    /// carries no event (`[id]`: the caller does not read it, so neither side renders or parses
+    /// it).
     #[napi]
-    pub fn publish(&self, id: u32, event_json: String, tenant: Option<String>) -> napi::Result<()> {
-        let admitted = self.bus.admit().map_err(to_js_error)?;
-        let reply = {
-            let completions = self.completions.lock().unwrap_or_else(|p| p.into_inner());
-            let completions = completions.as_ref().ok_or_else(|| {
-                napi::Error::from_reason("INVALID_CONFIG: no publish sink is set")
-            })?;
-            completions.publishing();
-            completions.reply(id)
-        };
-        self.bus.spawn(async move {
-            match Event::from_json(&event_json) {
-                Ok(event) => {
-                    admitted
-                        .publish_then(event, &scope(tenant), |p| reply.send(p))
-                        .await
-                }
-                Err(e) => reply.send(Err(e)),
-            }
+    pub fn publish_batch(
+        &self,
+        ids: Uint32Array,
+        events: Vec<String>,
+        tenant: Option<String>,
+    ) -> napi::Result<()> {
+        if ids.len() != events.len() {
+            return Err(napi::Error::from_reason(format!(
+                "INVALID_EVENT: {} ids for {} events",
+                ids.len(),
+                events.len()
+            )));
+        }
+        // Admitted now, while JS calls, so `close()` called next drains them (see above).
+        let admitted = ids
+            .iter()
+            .map(|_| self.bus.admit())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(to_js_error)?;
+        let completions = self.completions.lock().unwrap_or_else(|p| p.into_inner());
+        let completions = completions
+            .as_ref()
+            .ok_or_else(|| napi::Error::from_reason("INVALID_CONFIG: no publish sink is set"))?;
+        completions.publishing(ids.len());
+        let events = events
+            .into_iter()
+            .zip(admitted)
+            .zip(ids.iter())
+            .map(|((json, admitted), &id)| {
+                (
+                    json,
+                    admitted,
+                    completions.reply(id & !QUIET, id & QUIET != 0),
+                )
+            })
+            .collect();
+        self.intake.send(Batch {
+            events,
+            scope: Arc::new(scope(tenant)),
         });
         Ok(())
     }
