@@ -81,7 +81,8 @@ export class PublishQueue {
       start = end;
       const ids = Uint32Array.from(run, (q) => q.id);
       try {
-        this.nativeBus.publishBatch(ids, run.map((q) => q.json), tenantId);
+        // One string crosses far cheaper than an array of them; JSON text has no raw newline.
+        this.nativeBus.publishBatch(ids, run.map((q) => q.json).join('\n'), tenantId);
       } catch (err) {
         const error = fromNative(err);
         for (const q of run) this.settleOne((q.id & ~QUIET) >>> 0, undefined, error);

@@ -4,6 +4,7 @@
 //! concurrently, so a slow (JS) middleware on one holds up only that one; without one, they reach
 //! the writer in publish order, across batches too.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -15,9 +16,10 @@ use crate::error::EventBusError;
 use crate::event::Event;
 use crate::middleware::Scope;
 
-/// Events (JSON) with, for each, its admission and where its result goes.
+/// Events: where each one's JSON is in `text`, its admission and where its result goes.
 pub struct Batch {
-    pub events: Vec<(String, Admitted, Reply)>,
+    pub text: Arc<str>,
+    pub events: Vec<(Range<usize>, Admitted, Reply)>,
     pub scope: Arc<Scope>,
 }
 
@@ -52,11 +54,11 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Batch>) {
             // polls follow push order.
             biased;
             batch = rx.recv() => {
-                let Some(Batch { events, scope }) = batch else { break };
-                for (json, admitted, reply) in events {
-                    let scope = scope.clone();
+                let Some(Batch { text, events, scope }) = batch else { break };
+                for (range, admitted, reply) in events {
+                    let (text, scope) = (text.clone(), scope.clone());
                     publishing.push(async move {
-                        match Event::from_json(&json) {
+                        match Event::from_json(&text[range]) {
                             Ok(event) => admitted.publish_then(event, &scope, |p| reply.send(p)).await,
                             Err(e) => reply.send(Err(e)),
                         }
