@@ -63,7 +63,8 @@ function pack(dest) {
 }
 
 /** The tarballs of an earlier pack (CONTRACT_TARBALLS), for iterating on the tests. */
-function prebuilt(dir) {
+function prebuilt(given) {
+  const dir = path.resolve(given); // npm installs them from the scratch apps' folders
   const found = fs.readdirSync(dir).filter((f) => f.endsWith('.tgz')).map((f) => path.join(dir, f));
   console.log(`contract: CONTRACT_TARBALLS is set, installing ${found.map((f) => path.basename(f)).join(', ')} (not packed fresh)`);
   return found;
