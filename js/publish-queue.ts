@@ -61,10 +61,11 @@ export class PublishQueue {
     this.pending.set(id, settler);
     if (this.pending.size === 1) hold();
     this.queued.push({ id: quiet ? (id | QUIET) >>> 0 : id, json: eventJson, tenantId });
-    // nextTick runs after this tick's promise callbacks too, so a burst made from them still
-    // crosses together.
-    if (this.queued.length === 1) process.nextTick(() => this.flush());
-    else if (this.queued.length >= CROSS_AT) this.flush();
+    // Alone in flight (a caller awaiting each publish): nothing to wait for, cross now. Else
+    // at nextTick, which runs after this tick's promise callbacks too, so a burst made from
+    // them still crosses together.
+    if (this.pending.size === 1 || this.queued.length >= CROSS_AT) this.flush();
+    else if (this.queued.length === 1) process.nextTick(() => this.flush());
   }
 
   /** Hands the queued publishes to the native side now (`close` calls it, so they are drained). */
