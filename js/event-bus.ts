@@ -1,6 +1,6 @@
+import { holdWhileDelivering } from './delivery-hold';
 import { EventBusError, fromNative, messageOf, native, nativeSync } from './errors';
 import { binding, NativeBus } from './native';
-import { hold, release } from './keep-alive';
 import { drainPublishes, flushPublishes, publishQueue } from './publish-queue';
 import { fromWire, publishFields, toJson } from './serialize';
 import { Sse } from './sse';
@@ -54,24 +54,6 @@ function asPublished<T>(wire: { timestamp: string; position: number | null }): T
   const event = fromWire<PublishedEvent>(wire);
   (event as { stored: boolean }).stored = event.position !== null;
   return event as T;
-}
-
-/**
- * Handler callbacks are weak, so an idle bus never holds Node open. While committed events wait for
- * their handlers the bus takes a keep-alive hold, so a script that publishes and ends still has
- * every event it committed handled before Node exits. The core reports each time its count of
- * pending deliveries leaves or reaches zero; the count is read here, as calls may cross.
- */
-function holdWhileDelivering(nativeBus: NativeBus): { stop(): void } {
-  let held = false;
-  const update = (busy: boolean): void => {
-    if (busy === held) return;
-    held = busy;
-    if (busy) hold();
-    else release();
-  };
-  nativeBus.watchDeliveries(() => update(!nativeBus.closed && nativeBus.pendingDeliveries > 0));
-  return { stop: () => update(false) };
 }
 
 /** The events `getEvents` returns for type patterns `P`: typed when `P` matches declared types. */

@@ -1,4 +1,5 @@
 import { fromNative } from './errors';
+import { recheckDeliveries } from './delivery-hold';
 import { hold, release } from './keep-alive';
 import type { NativeBus } from './native';
 
@@ -125,6 +126,8 @@ export class PublishQueue {
   /** Releases the hold once nothing is pending (`waiting`: something was before). */
   private releaseIfIdle(waiting: boolean): void {
     if (waiting && this.pending.size === 0) {
+      // Deliveries of what just committed are counted already: hold for them before letting go.
+      recheckDeliveries(this.nativeBus);
       release();
       for (const resolve of this.drained.splice(0)) resolve();
     }

@@ -21,7 +21,7 @@ use crate::middleware::security::scoped_tenant;
 use crate::middleware::{Middleware, MiddlewareChain, MiddlewareId, Scope};
 use crate::pattern::Pattern;
 use crate::query::{into_page, EventFilter, Page};
-use crate::router::{Replay, Router, Sink, SubscriberFilter, Subscription};
+use crate::router::{Replay, Router, Sink, StartFrom, SubscriberFilter, Subscription};
 use crate::store::groups::{DeadLetter, DeadLetterStatus};
 use crate::store::{self, Store, StoreOptions, ARCHIVE_BATCH};
 use crate::tailer::Tailer;
@@ -628,6 +628,15 @@ impl EventBus {
             tenant_id: scoped_tenant(scope, filter.tenant_id)?,
             from: None,
             ..filter
+        };
+        // "Now" is when subscribe was called, not when the member task first reads the log: an
+        // event published right after subscribing is the new group's.
+        let group = match group.start {
+            StartFrom::Now => GroupOptions {
+                start: StartFrom::After(inner.tailer.known_head()),
+                ..group
+            },
+            _ => group,
         };
         let span =
             self.child_span(info_span!(parent: &inner.span, "consumer_group", group = %group.name));

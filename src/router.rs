@@ -308,6 +308,11 @@ impl Router {
         self.pending.get()
     }
 
+    /// The last position routed (or handed over for routing) in this process.
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::SeqCst)
+    }
+
     /// The count of pending deliveries, for work routed here but done elsewhere (group members).
     pub fn pending_count(&self) -> Arc<InFlight> {
         self.pending.clone()

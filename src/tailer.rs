@@ -96,6 +96,12 @@ impl Tailer {
         })
     }
 
+    /// The newest position this process knows of: the log's head when it opened, or what it has
+    /// committed or tailed since.
+    pub fn known_head(&self) -> u64 {
+        lock(&self.cursor).last.max(self.router.head())
+    }
+
     /// Events this instance just committed, in position order.
     pub fn local(&self, events: Vec<SharedEvent>) {
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
