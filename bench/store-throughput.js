@@ -7,13 +7,18 @@
 //     a commit; one commit of all 16 is the best case)
 //   - the bus's own append statement (lock, doorbell, UNNEST) for one row, and the bus on the
 //     memory store: the two parts of one awaited publish beside the raw INSERT
-// and the bus on SQLite. Prints one JSON line per measurement. Run: npm run bench:store
+// and the bus on SQLite; then single awaited publishes of each event shape users send (small
+// events with bus-generated ids, caller-chosen ids, caller ids with metadata, and a realistic mix:
+// caller ids on half, a ~300-byte nested payload and metadata), each beside a raw INSERT of the same
+// row, in rounds. Prints one JSON line per measurement. Run: npm run bench:store
+// BENCH_ONLY=latency runs only the awaited-latency rounds (BENCH_ROUNDS, BENCH_LATENCY_N);
+// BENCH_PACKAGE=/path/to/another/build compares a baseline build in the same session.
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { randomUUID } = require('node:crypto');
 const { Pool } = require('pg');
-const { EventBus } = require('@situs/event-bus');
+const { EventBus } = require(process.env.BENCH_PACKAGE || '@situs/event-bus');
 const { DB, withSchema, copyEvents } = require('./lib/postgres');
 
 const MIGRATION = fs.readFileSync(path.join(__dirname, '..', 'migrations', 'postgres', '0001_events.sql'), 'utf8');
@@ -21,6 +26,8 @@ const N_SINGLE = Number(process.env.BENCH_SINGLE || 2000);
 const N_CONCURRENT = Number(process.env.BENCH_CONCURRENT || 20000);
 const N_MANY = Number(process.env.BENCH_MANY || 100000);
 const PUBLISHERS = 16;
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
+const N_LATENCY = Number(process.env.BENCH_LATENCY_N || 500);
 
 const event = (i) => ({
   type: 'project.updated',
@@ -29,6 +36,31 @@ const event = (i) => ({
   tenantId: `t${i % 10}`,
   userId: `u${i % 1000}`,
 });
+
+const withId = (e) => ({ id: randomUUID(), ...e });
+const withMetadata = (e, i) => ({
+  ...e,
+  metadata: { correlationId: `c0ffee00-0000-4000-8000-${String(i).padStart(12, '0')}`, source: 'billing-service', schemaVersion: 3 },
+});
+// What applications publish: a ~300-byte nested payload, metadata, and (on half of them, as
+// idempotent retries, outbox relays and CQRS events do) an id the caller chose.
+const realistic = (i) => {
+  const e = {
+    type: 'order.line_item_added',
+    payload: {
+      orderId: `ord_${100000 + i}`,
+      customer: { id: `cus_${i % 5000}`, email: `customer${i % 5000}@example.com`, tier: 'gold' },
+      line: { sku: `SKU-${i % 900}`, name: 'Stainless steel water bottle, 750 ml', quantity: 1 + (i % 4), unitPrice: { amount: 2499, currency: 'EUR' } },
+      totals: { net: 2499, tax: 475, gross: 2974 },
+      tags: ['web', 'spring-promo'],
+    },
+    projectId: `p${i % 100}`,
+    tenantId: `t${i % 10}`,
+    userId: `u${i % 1000}`,
+    metadata: { correlationId: randomUUID(), causationId: `cmd_${i}`, source: 'checkout-service', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' },
+  };
+  return i % 2 === 0 ? withId(e) : e;
+};
 
 function line(fields) {
   console.log(JSON.stringify({ bench: 'store-throughput', ...fields }));
@@ -161,6 +193,15 @@ async function bus(storeUrl, label) {
     ),
   );
   line({ case: '16 concurrent publishers', impl: label, events: N_CONCURRENT, eventsPerSec: Math.round(N_CONCURRENT / concurrent) });
+  // The same, with the events users send (caller ids on half, ~300-byte payload, metadata).
+  const concurrentRealistic = await timed(() =>
+    Promise.all(
+      Array.from({ length: PUBLISHERS }, async (_, p) => {
+        for (let i = 0; i < per; i++) await bus.publish(realistic(p * per + i));
+      }),
+    ),
+  );
+  line({ case: '16 concurrent publishers, realistic mix', impl: label, events: N_CONCURRENT, eventsPerSec: Math.round(N_CONCURRENT / concurrentRealistic) });
   // The same 16 publishers, each keeping 32 publishes in flight instead of awaiting each one.
   const pipelined = await timed(() =>
     Promise.all(
@@ -184,6 +225,15 @@ async function bus(storeUrl, label) {
     await Promise.all(pending);
   });
   line({ case: 'publishMany(500)', impl: label, events: N_MANY, eventsPerSec: Math.round(N_MANY / many) });
+  const manyRealistic = await timed(async () => {
+    const pending = [];
+    for (let b = 0; b < N_MANY / 500; b++) {
+      pending.push(bus.publishMany(Array.from({ length: 500 }, (_, i) => realistic(b * 500 + i))));
+      if (pending.length >= 4) await pending.shift();
+    }
+    await Promise.all(pending);
+  });
+  line({ case: 'publishMany(500), realistic mix', impl: label, events: N_MANY, eventsPerSec: Math.round(N_MANY / manyRealistic) });
   await bus.close();
   return {
     p50,
@@ -193,9 +243,60 @@ async function bus(storeUrl, label) {
   };
 }
 
+const INSERT_META = `INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING position`;
+const rawRow = (e) => [e.id || randomUUID(), e.type, JSON.stringify(e.payload), new Date(), e.projectId, e.tenantId, e.userId, e.metadata ? JSON.stringify(e.metadata) : null];
+
+async function p50Of(n, once) {
+  const latencies = [];
+  for (let i = 0; i < n; i++) {
+    const t = process.hrtime.bigint();
+    await once(i);
+    latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+  latencies.sort((a, b) => a - b);
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+/**
+ * One awaited publisher, p50 of N_LATENCY per case, ROUNDS rounds: each event shape through the
+ * bus beside a raw INSERT (node-postgres, prepared, autocommit) of the same row into the same table.
+ */
+async function latencyRounds() {
+  const shapes = [
+    ['generated id', (i) => event(i)],
+    ['caller id', (i) => withId(event(i))],
+    ['caller id + metadata', (i) => withMetadata(withId(event(i)), i)],
+    ['realistic mix', realistic],
+  ];
+  return withSchema(async (url, schema) => {
+    const bus = await EventBus.open({ storeUrl: url, logger: () => {} });
+    const client = new (require('pg').Client)({ connectionString: DB, options: `-c search_path=${schema}` });
+    await client.connect();
+    const ratios = {};
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const [name, shape] of shapes) {
+        const raw = await p50Of(N_LATENCY, (i) => client.query({ name: 'insert-meta', text: INSERT_META, values: rawRow(shape(i)) }));
+        const published = await p50Of(N_LATENCY, (i) => bus.publish(shape(i)));
+        const ratio = +(published.p50 / raw.p50).toFixed(2);
+        (ratios[name] ||= []).push(ratio);
+        line({ case: `1 publisher awaited, ${name}`, impl: process.env.BENCH_PACKAGE ? `@situs/event-bus postgres (${process.env.BENCH_PACKAGE})` : '@situs/event-bus postgres', round, events: N_LATENCY, rawInsertP50Ms: +raw.p50.toFixed(3), p50Ms: +published.p50.toFixed(3), p99Ms: +published.p99.toFixed(3), p50VsRawInsertP50: ratio, target: 1.2 });
+      }
+    }
+    await client.end();
+    await bus.close();
+    return ratios;
+  });
+}
+
 async function main() {
+  if (process.env.BENCH_ONLY === 'latency') {
+    line({ case: 'summary (awaited p50 vs raw INSERT of the same row, per round)', ...(await latencyRounds()), target: 1.2 });
+    return;
+  }
   const base = await baselines();
   const pg = await withSchema((url) => bus(url, '@situs/event-bus postgres'));
+  const latency = await latencyRounds();
   const memoryP50 = await busWithoutStore();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'situs-eb-bench-'));
   await bus(`sqlite://${path.join(dir, 'bench.db')}`, '@situs/event-bus sqlite');
@@ -219,6 +320,8 @@ async function main() {
     appendStatementP50VsRawInsertP50: r(base.appendP50 / base.rawP50),
     memoryBusP50Ms: +memoryP50.toFixed(3),
     statementPlusMemoryBusVsRawInsertP50: r((base.appendP50 + memoryP50) / base.rawP50),
+    // Awaited p50 of each event shape against a raw INSERT of the same row, per round (target 1.2).
+    awaitedP50VsRawInsertOfSameRow: latency,
   });
 }
 

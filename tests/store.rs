@@ -347,6 +347,86 @@ async fn postgres_reader_never_misses_a_late_commit() {
     store.cleanup().await;
 }
 
+fn with_id(id: uuid::Uuid, payload: serde_json::Value) -> Event {
+    Event::from_json(&json!({ "id": id, "type": "order.placed", "payload": payload }).to_string())
+        .expect("event")
+}
+
+/// Caller-chosen ids go through `event_bus_append` in one statement: they still queue behind the
+/// append lock (commit order), repeats and stored ids are answered as idempotent retries, and a
+/// request that reuses an id with other content is refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_caller_ids_keep_commit_order_and_idempotency() {
+    let store = TestStore::postgres().await;
+    let bus = store.open("{}").await;
+    let pool = sqlx::PgPool::connect(&store.url).await.expect("connect");
+    let mut slow = pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK)
+        .execute(&mut *slow)
+        .await
+        .expect("lock");
+    let slow_position: i64 = sqlx::query_scalar(
+        r#"INSERT INTO event_bus_events (id, type, payload, "timestamp") VALUES ($1, 'a.slow', '1', now()) RETURNING position"#,
+    )
+    .bind(uuid::Uuid::now_v7())
+    .fetch_one(&mut *slow)
+    .await
+    .expect("insert");
+    let first = uuid::Uuid::now_v7();
+    let queued = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.publish(with_id(first, json!(1)), &all()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!queued.is_finished(), "waits for the append lock");
+    slow.commit().await.expect("commit");
+    let queued = queued.await.expect("join").expect("publish");
+    assert!(queued.position().unwrap_or(0) > slow_position as u64);
+
+    // The same id and content again, alone and repeated in a batch: the stored event.
+    let again = bus
+        .publish(with_id(first, json!(1)), &all())
+        .await
+        .expect("retry");
+    assert_eq!(again.position(), queued.position());
+    let fresh = uuid::Uuid::now_v7();
+    let batch = bus
+        .publish_many(
+            vec![
+                with_id(fresh, json!(2)),
+                with_id(fresh, json!(2)),
+                with_id(first, json!(1)),
+            ],
+            &all(),
+        )
+        .await
+        .expect("batch");
+    assert_eq!(batch[0].position(), batch[1].position());
+    assert_eq!(batch[2].position(), queued.position());
+
+    // Other content under a stored id refuses the whole request.
+    let unused = uuid::Uuid::now_v7();
+    let err = bus
+        .publish_many(
+            vec![with_id(unused, json!(3)), with_id(first, json!("other"))],
+            &all(),
+        )
+        .await
+        .expect_err("different content");
+    assert_eq!(err.code(), "DUPLICATE_EVENT");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM event_bus_events WHERE id = $1")
+        .bind(unused)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "nothing of a refused request is stored");
+    assert_eq!(read_after(&bus, 0).await.len(), 3);
+    pool.close().await;
+    bus.close().await;
+    store.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_fails_fast_then_recovers_without_reopening() {
     let store = TestStore::postgres().await;

@@ -41,6 +41,11 @@ fn migrations(backend: Backend) -> Vec<Migration> {
                 "webhook outbox on demand",
                 include_str!("../../migrations/postgres/0005_webhook_outbox_on_demand.sql"),
             ),
+            (
+                6,
+                "append function",
+                include_str!("../../migrations/postgres/0006_append_function.sql"),
+            ),
         ],
         // Each backend numbers its migrations on its own: SQLite has no stored functions, so the
         // SQL-side publish (PostgreSQL migration 2) has no SQLite counterpart.
@@ -134,5 +139,19 @@ mod tests {
             crate::store::postgres::APPEND_LOCK
         );
         assert!(sql.as_ref().contains(&call), "{call} not in migration 2");
+    }
+
+    /// The bus's append function takes the lock it is passed (APPEND_LOCK) before inserting.
+    #[test]
+    fn the_append_function_locks_before_it_inserts() {
+        let sql = migrations(Backend::Postgres)
+            .into_iter()
+            .find(|m| m.version == 6)
+            .expect("migration 6")
+            .sql;
+        let sql = sql.as_ref();
+        let lock = sql.find("pg_advisory_xact_lock(p_lock)");
+        let insert = sql.find("INSERT INTO event_bus_events");
+        assert!(matches!((lock, insert), (Some(l), Some(i)) if l < i));
     }
 }

@@ -3,9 +3,10 @@
 //! Appends take a transaction-scoped advisory lock before inserting, so positions (an identity
 //! column) are assigned in commit order across every process: a reader asking for
 //! `position > last` can never miss an event whose transaction committed late. Each group commit
-//! is one multi-row `INSERT … SELECT FROM UNNEST(…)`, idempotent on the event id: one autocommit
-//! statement (lock included) when the bus generated every id, a transaction that can refuse a
-//! request whole when callers chose ids.
+//! is one multi-row `INSERT … SELECT FROM UNNEST(…)`, one autocommit statement (lock and doorbell
+//! included): inline when the bus generated every id, through `event_bus_append` (migration 6) when
+//! callers chose ids. An id that is already stored, or repeated in the batch, takes a transaction
+//! instead, which compares the content and can refuse a request whole.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -340,7 +341,7 @@ impl PostgresStore {
             if generated {
                 Self::attempt_generated_ids(conn, requests, live, retry, doorbell).await
             } else {
-                Self::attempt(conn, requests, live, doorbell).await
+                Self::attempt_caller_ids(conn, requests, live, doorbell).await
             }
         };
         let attempt =
@@ -426,8 +427,57 @@ impl PostgresStore {
         })
     }
 
-    /// Group commit when callers chose ids: in a transaction, so a request that reuses an id with
-    /// different content can be refused whole.
+    /// Group commit when callers chose ids, in one round trip while none of them is stored yet or
+    /// repeated in the batch (fresh ids, the normal case): `event_bus_append` takes the lock,
+    /// inserts and rings in one autocommit statement, or inserts nothing and returns no rows.
+    /// Then [`Self::attempt`] compares the content, as it always did.
+    async fn attempt_caller_ids(
+        conn: &mut PgConnection,
+        requests: &[Vec<Event>],
+        live: &[usize],
+        (channel, token): (&str, &str),
+    ) -> Result<Attempt> {
+        let columns = EventColumns::of(live.iter().flat_map(|&r| requests[r].iter()));
+        let called = columns
+            .bind(sqlx::query(
+                "SELECT appended_id AS id, appended_position AS position FROM event_bus_append(
+                   $1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[],
+                   $9, $10, $11)",
+            ))
+            .bind(APPEND_LOCK)
+            .bind(channel)
+            .bind(token)
+            .fetch_all(&mut *conn)
+            .await;
+        let rows = match called {
+            Ok(rows) => rows,
+            // Stored meanwhile by a writer that skipped the append lock: nothing was inserted.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Vec::new(),
+            Err(e) => return Err(unavailable("appending events", e)),
+        };
+        if rows.len() == columns.ids.len() {
+            return Ok(Attempt::Committed {
+                inserted: positions_by_id(&rows)?,
+                existing: HashMap::new(),
+            });
+        }
+        // The function inserts all rows or none; anything else is a bug worth failing loudly.
+        if !rows.is_empty() {
+            return Err(EventBusError::StoreUnavailable(format!(
+                "event_bus_append stored {} of {} events",
+                rows.len(),
+                columns.ids.len()
+            )));
+        }
+        tracing::debug!(
+            events = columns.ids.len(),
+            "an id is already stored or repeated; comparing content in a transaction"
+        );
+        Self::attempt(conn, requests, live, (channel, token)).await
+    }
+
+    /// Group commit when a caller's id is already stored or repeated in the batch: in a
+    /// transaction, so a request that reuses an id with different content can be refused whole.
     async fn attempt(
         conn: &mut PgConnection,
         requests: &[Vec<Event>],
