@@ -9,10 +9,9 @@
 const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const { randomUUID } = require('node:crypto');
-const { Client } = require('pg');
 const { EventBus } = require('@situs/event-bus');
 
-const DB = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+const { withSchema } = require('./lib/postgres');
 const N = Number(process.env.BENCH_WEBHOOKS || 20000);
 const CONCURRENCY = Number(process.env.BENCH_WEBHOOK_CONCURRENCY || 64);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
@@ -68,19 +67,6 @@ async function waitFor(receiver, n) {
   }
 }
 
-async function withSchema(fn) {
-  const schema = `eb_bench_${randomUUID().replace(/-/g, '')}`;
-  const admin = new Client({ connectionString: DB });
-  await admin.connect();
-  await admin.query(`CREATE SCHEMA ${schema}`);
-  const sep = DB.includes('?') ? '&' : '?';
-  try {
-    return await fn(`${DB}${sep}options[search_path]=${schema}`);
-  } finally {
-    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-    await admin.end();
-  }
-}
 
 const event = (i) => ({ type: 'order.placed', payload: { id: i, total: i % 997, items: ['a', 'b'] }, projectId: `p${i % 50}` });
 
