@@ -351,7 +351,7 @@ describe('sse.stream for NestJS @Sse()', () => {
     await store.drop();
   });
 
-  it('a tenant handle streams only its tenant', async () => {
+  it('a tenantId filter streams only that tenant', async () => {
     const bus = await open();
     const messages: string[] = [];
     const consumer = (async () => {
@@ -366,6 +366,27 @@ describe('sse.stream for NestJS @Sse()', () => {
     await bus.publish({ type: 'x.y', payload: 'a2', tenantId: 'A' });
     await consumer;
     expect(messages).toEqual(['a1', 'a2']);
+    await bus.close();
+  });
+
+  it('a tenant handle streams only its tenant, and refuses to stream another', async () => {
+    const bus = await open();
+    const a = bus.forTenant('A');
+    const messages: string[] = [];
+    const consumer = (async () => {
+      for await (const m of a.sse.stream({ types: ['x.*'] })) {
+        messages.push(m.data!.payload as string);
+        if (messages.length === 2) break;
+      }
+    })();
+    await eventually(() => bus.metrics().sseConnections === 1, 'the stream');
+    await bus.publish({ type: 'x.y', payload: 'a1', tenantId: 'A' });
+    await bus.publish({ type: 'x.y', payload: 'untenanted' });
+    await bus.publish({ type: 'x.y', payload: 'b1', tenantId: 'B' });
+    await a.publish({ type: 'x.y', payload: 'a2' });
+    await consumer;
+    expect(messages).toEqual(['a1', 'a2']);
+    await expect(a.sse.stream({ tenantId: 'B' }).next()).rejects.toMatchObject({ code: 'FORBIDDEN', message: expect.stringContaining('B') });
     await bus.close();
   });
 

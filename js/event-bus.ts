@@ -2,8 +2,8 @@ import { holdWhileDelivering } from './delivery-hold';
 import { EventBusError, fromNative, messageOf, native, nativeSync } from './errors';
 import { binding, NativeBus } from './native';
 import { drainPublishes, flushPublishes, publishQueue } from './publish-queue';
-import { fromWire, publishFields, toJson } from './serialize';
-import { Sse } from './sse';
+import { fromWire, isoOf, publishFields, toJson, withDates } from './serialize';
+import { Sse, SseStreams } from './sse';
 import { Webhooks } from './webhooks';
 import type {
   BusEvent,
@@ -16,7 +16,6 @@ import type {
   EventPage,
   EventQuery,
   LogRecord,
-  MatchingTypes,
   Middleware,
   PublishedEvent,
   PublishInput,
@@ -55,9 +54,6 @@ function asPublished<T>(wire: { timestamp: string; position: number | null }): T
   (event as { stored: boolean }).stored = event.position !== null;
   return event as T;
 }
-
-/** The events `getEvents` returns for type patterns `P`: typed when `P` matches declared types. */
-export type EventsOf<P extends string> = string extends P ? BusEvent : [MatchingTypes<P>] extends [never] ? BusEvent<P> : BusEvent<MatchingTypes<P>>;
 
 /** Publishing, subscribing and reading; shared by the bus and its tenant-scoped handles. */
 export class EventBusHandle {
@@ -157,16 +153,16 @@ export class EventBusHandle {
   }
 
   /** Reads stored events, oldest first unless `order: 'desc'`; page with `nextCursor`. */
-  getEvents<P extends string = string>(filter: EventQuery<P> = {}): Promise<EventPage<EventsOf<P>>> {
+  getEvents<P extends string = string>(filter: EventQuery<P> = {}): Promise<EventPage<EventFor<P>>> {
     return native(async () => {
       const wireFilter = {
         ...filter,
-        since: filter.since instanceof Date ? filter.since.toISOString() : filter.since,
-        until: filter.until instanceof Date ? filter.until.toISOString() : filter.until,
+        since: isoOf(filter.since),
+        until: isoOf(filter.until),
       };
       const json = await this.nativeBus.getEvents(toJson(wireFilter, 'filter'), this.tenantId);
       const page = JSON.parse(json) as { events: Array<{ timestamp: string }>; nextCursor: string | null };
-      return { events: page.events.map((e) => fromWire<EventsOf<P>>(e)), nextCursor: page.nextCursor };
+      return { events: page.events.map((e) => fromWire<EventFor<P>>(e)), nextCursor: page.nextCursor };
     });
   }
 
@@ -184,6 +180,14 @@ export class EventBusHandle {
 /** A handle scoped to one tenant: stamps its tenant on publishes, refuses other tenants' events and
  *  only sees its own tenant in subscriptions and queries (enforced in the Rust core). */
 export class TenantEventBus extends EventBusHandle {
+  /** SSE streams of this tenant's events only (for `@Sse()` controllers). */
+  readonly sse: SseStreams;
+
+  private constructor(nativeBus: NativeBus, tenantId: string) {
+    super(nativeBus, tenantId);
+    this.sse = new SseStreams(nativeBus, tenantId);
+  }
+
   /** @internal */
   static create(nativeBus: NativeBus, tenantId: string): TenantEventBus {
     return new TenantEventBus(nativeBus, tenantId);
@@ -201,7 +205,7 @@ export class EventBus extends EventBusHandle {
   private constructor(nativeBus: NativeBus) {
     super(nativeBus, null);
     this.webhooks = new Webhooks(nativeBus);
-    this.sse = new Sse(nativeBus, null);
+    this.sse = new Sse(nativeBus);
     this.deliveries = holdWhileDelivering(nativeBus);
   }
 
@@ -260,7 +264,7 @@ export class EventBus extends EventBusHandle {
   archive(options: { olderThan: Date | string }): Promise<{ archived: number }> {
     return native(async () => {
       const olderThan = options?.olderThan;
-      const iso = olderThan instanceof Date ? olderThan.toISOString() : olderThan;
+      const iso = isoOf(olderThan);
       if (typeof iso !== 'string') throw new EventBusError('INVALID_EVENT', 'olderThan must be a Date or an ISO-8601 string');
       return { archived: await this.nativeBus.archive(iso) };
     });
@@ -271,12 +275,7 @@ export class EventBus extends EventBusHandle {
     return native(async () => {
       const json = await this.nativeBus.deadLetters(toJson(query ?? {}, 'query'));
       const list = JSON.parse(json) as Array<DeadLetter<{ timestamp: string }> & { createdAt: string; updatedAt: string }>;
-      return list.map((d) => ({
-        ...d,
-        event: fromWire<BusEvent>(d.event),
-        createdAt: new Date(d.createdAt),
-        updatedAt: new Date(d.updatedAt),
-      }));
+      return list.map((d) => ({ ...withDates<DeadLetter>(d, ['createdAt', 'updatedAt']), event: fromWire<BusEvent>(d.event) }));
     });
   }
 

@@ -1,7 +1,7 @@
 export { EventBus, EventBusHandle, TenantEventBus } from './event-bus';
 export { EventBusError } from './errors';
 export { Webhooks } from './webhooks';
-export { Sse } from './sse';
+export { Sse, SseStreams } from './sse';
 export type { SseAuthRequest, SseGrant, SseListenOptions, SseMessage, SseServer, SseStreamOptions } from './sse';
 export type { EventBusErrorCode } from './errors';
 export { EventType } from './types';

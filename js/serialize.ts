@@ -118,6 +118,21 @@ interface WireEvent {
   [key: string]: unknown;
 }
 
+/** A `Date | string` option as the ISO-8601 text the core parses; other values pass through for the core (or the caller) to name. */
+export function isoOf<T>(value: T | Date): T | string {
+  return value instanceof Date ? value.toISOString() : value;
+}
+
+/** A copy of a parsed wire record with the named fields (ISO-8601 strings) as Dates; `null` stays `null`. */
+export function withDates<T>(wire: object, fields: readonly string[]): T {
+  const out: Record<string, unknown> = { ...wire };
+  for (const field of fields) {
+    const value = out[field];
+    if (typeof value === 'string') out[field] = new Date(value);
+  }
+  return out as T;
+}
+
 /** Turns a parsed wire event into the public shape (timestamp as Date), in place. */
 export function fromWire<T>(wire: WireEvent): T {
   wire.timestamp = new Date(wire.timestamp as string);

@@ -59,16 +59,68 @@ export type SseMessage =
   | { type: 'reset'; id?: undefined; data?: undefined };
 
 /**
+ * Bus events as SSE messages in an AsyncIterable, for a NestJS `@Sse()` controller. A tenant
+ * handle's (`bus.forTenant(id).sse`) streams only that tenant's events.
+ */
+export class SseStreams {
+  /** @internal */
+  constructor(
+    /** @internal */ protected readonly nativeBus: NativeBus,
+    private readonly tenantId: string | null,
+  ) {}
+
+  /** Ends (and unsubscribes) when the loop stops (`break`, `return`) or the bus closes. */
+  stream(options: SseStreamOptions = {}): AsyncIterableIterator<SseMessage> {
+    const nativeBus = this.nativeBus;
+    const tenantId = this.tenantId;
+    let opened: ReturnType<NativeBus['sseStream']> | undefined;
+    const open = () => (opened ??= native(() => nativeBus.sseStream(toJson(options ?? {}, 'options'), tenantId)));
+    let buffered: SseMessage[] = [];
+    let done = false;
+    const finish = async (): Promise<IteratorResult<SseMessage>> => {
+      done = true;
+      buffered = [];
+      if (opened) await (await opened.catch(() => undefined))?.close();
+      return { done: true, value: undefined };
+    };
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      async next(): Promise<IteratorResult<SseMessage>> {
+        if (done) return { done: true, value: undefined };
+        if (buffered.length === 0) {
+          const stream = await open();
+          const json = await stream.next();
+          if (json === null) return finish();
+          buffered = (JSON.parse(json) as Array<{ id?: string; type: string; data?: { timestamp: string } }>).map((m) =>
+            m.data ? ({ id: m.id!, type: m.type, data: fromWire<BusEvent>(m.data) } as SseMessage) : ({ type: 'reset' } as SseMessage),
+          );
+        }
+        return { done: false, value: buffered.shift()! };
+      },
+      return: finish,
+      async throw(err?: unknown): Promise<IteratorResult<SseMessage>> {
+        await finish();
+        throw err instanceof Error ? err : new Error(messageOf(err));
+      },
+    };
+  }
+}
+
+/**
  * Server-Sent Events served from Rust: `listen` starts an HTTP server whose connections live on
  * the Rust runtime (no cost to the Node event loop); `stream` gives the same messages as an
  * AsyncIterable for a NestJS `@Sse()` controller (`from(bus.sse.stream(…))`).
  */
-export class Sse {
+export class Sse extends SseStreams {
   /** Servers still holding Node open, released when the bus closes (which closes them). */
   private readonly holding = new Set<() => void>();
 
   /** @internal */
-  constructor(private readonly nativeBus: NativeBus, private readonly tenantId: string | null) {}
+  constructor(nativeBus: NativeBus) {
+    super(nativeBus, null);
+  }
 
   /** @internal The bus closed, and its servers with it. */
   released(): void {
@@ -119,43 +171,5 @@ export class Sse {
       };
       return handle;
     });
-  }
-
-  /** Ends (and unsubscribes) when the loop stops (`break`, `return`) or the bus closes. */
-  stream(options: SseStreamOptions = {}): AsyncIterableIterator<SseMessage> {
-    const nativeBus = this.nativeBus;
-    const tenantId = this.tenantId;
-    let opened: ReturnType<NativeBus['sseStream']> | undefined;
-    const open = () => (opened ??= native(() => nativeBus.sseStream(toJson(options ?? {}, 'options'), tenantId)));
-    let buffered: SseMessage[] = [];
-    let done = false;
-    const finish = async (): Promise<IteratorResult<SseMessage>> => {
-      done = true;
-      buffered = [];
-      if (opened) await (await opened.catch(() => undefined))?.close();
-      return { done: true, value: undefined };
-    };
-    return {
-      [Symbol.asyncIterator]() {
-        return this;
-      },
-      async next(): Promise<IteratorResult<SseMessage>> {
-        if (done) return { done: true, value: undefined };
-        if (buffered.length === 0) {
-          const stream = await open();
-          const json = await stream.next();
-          if (json === null) return finish();
-          buffered = (JSON.parse(json) as Array<{ id?: string; type: string; data?: { timestamp: string } }>).map((m) =>
-            m.data ? ({ id: m.id!, type: m.type, data: fromWire<BusEvent>(m.data) } as SseMessage) : ({ type: 'reset' } as SseMessage),
-          );
-        }
-        return { done: false, value: buffered.shift()! };
-      },
-      return: finish,
-      async throw(err?: unknown): Promise<IteratorResult<SseMessage>> {
-        await finish();
-        throw err instanceof Error ? err : new Error(messageOf(err));
-      },
-    };
   }
 }

@@ -1,6 +1,6 @@
 import { EventBusError, native } from './errors';
 import type { NativeBus } from './native';
-import { toJson } from './serialize';
+import { isoOf, toJson, withDates } from './serialize';
 import type {
   RegisterWebhook,
   UpdateWebhook,
@@ -12,17 +12,14 @@ import type {
 
 type Wire<T> = { [K in keyof T]: T[K] extends Date ? string : T[K] extends Date | null ? string | null : T[K] };
 
-function endpointFromWire<T extends WebhookEndpoint>(wire: { createdAt: string; updatedAt: string }): T {
-  return { ...wire, createdAt: new Date(wire.createdAt), updatedAt: new Date(wire.updatedAt) } as unknown as T;
+function endpointFromWire<T extends WebhookEndpoint>(wire: object): T {
+  return withDates<T>(wire, ['createdAt', 'updatedAt']);
 }
 
 function deliveryFromWire(wire: Wire<WebhookDelivery> & { attemptLog: Array<Wire<WebhookAttempt>> }): WebhookDelivery {
   return {
-    ...wire,
-    nextAttemptAt: wire.nextAttemptAt === null ? null : new Date(wire.nextAttemptAt),
-    createdAt: new Date(wire.createdAt),
-    updatedAt: new Date(wire.updatedAt),
-    attemptLog: wire.attemptLog.map((a) => ({ ...a, at: new Date(a.at) })),
+    ...withDates<WebhookDelivery>(wire, ['nextAttemptAt', 'createdAt', 'updatedAt']),
+    attemptLog: wire.attemptLog.map((a) => withDates<WebhookAttempt>(a, ['at'])),
   };
 }
 
@@ -96,7 +93,7 @@ export class Webhooks {
   /** Sends an endpoint's dead deliveries again (those created since `since`, if given). */
   replayFailed(options: { endpointId: string; since?: Date | string }): Promise<{ replayed: number }> {
     return native(async () => {
-      const since = options?.since instanceof Date ? options.since.toISOString() : options?.since;
+      const since = isoOf(options?.since);
       if (since !== undefined && typeof since !== 'string') {
         throw new EventBusError('INVALID_EVENT', 'since must be a Date or an ISO-8601 string');
       }

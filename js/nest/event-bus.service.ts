@@ -1,11 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { messageOf } from '../errors';
-import type { EventBus, EventsOf, TenantEventBus } from '../event-bus';
+import type { EventBus, TenantEventBus } from '../event-bus';
 import type {
   BusEvent,
   DeadLetter,
   DeadLetterQuery,
   EventBusMetrics,
+  EventFor,
   EventHandler,
   EventPage,
   EventQuery,
@@ -54,7 +55,7 @@ export class EventBusService {
   }
 
   /** Reads stored events; page with `nextCursor`. */
-  getEvents<P extends string = string>(filter?: EventQuery<P>): Promise<EventPage<EventsOf<P>>> {
+  getEvents<P extends string = string>(filter?: EventQuery<P>): Promise<EventPage<EventFor<P>>> {
     return this.bus.getEvents(filter);
   }
 
