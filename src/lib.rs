@@ -1,6 +1,7 @@
 //! @situs/event-bus: the Rust core (plain Rust, no napi types) and, in `napi`, the thin layer that
 //! converts between it and JavaScript.
 
+mod backoff;
 pub mod batcher;
 pub mod bus;
 pub mod config;
