@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{watch, Notify, OnceCell};
+use tokio::sync::{watch, OnceCell};
 use tracing::{info_span, Instrument, Span};
 
 use crate::batcher::{Answer, Arrival, Batcher};
 use crate::config::{Config, RetentionConfig};
-use crate::consumer_group::{GroupOptions, Member};
+use crate::consumer_group::{GroupOptions, Members};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
-use crate::in_flight::{InFlight, WakeHold};
+use crate::in_flight::InFlight;
 use crate::log_forward::{self, LogSink, Registration};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::middleware::security::scoped_tenant;
@@ -288,7 +288,7 @@ struct Inner {
     closing: OnceCell<()>,
     retention: Mutex<Option<Retention>>,
     /// Consumer-group members of this instance, stopped (and their partitions handed back) on close.
-    members: Mutex<Vec<RunningMember>>,
+    members: Members,
     /// Where background tasks run, also when called from outside the runtime (napi).
     runtime: tokio::runtime::Handle,
     webhooks: Webhooks,
@@ -296,28 +296,6 @@ struct Inner {
     sse: Arc<Sse>,
     sse_servers: Mutex<Vec<Arc<SseServer>>>,
     log_registration: Mutex<Option<Registration>>,
-}
-
-struct RunningMember {
-    stopped: Arc<AtomicBool>,
-    wake: Arc<Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// Rings a group member's doorbell when a matching event commits (a route in the router). The ring
-/// stays counted as a pending delivery until the member has caught up (see [`WakeHold`]).
-struct WakeSink {
-    wake: Arc<Notify>,
-    busy: Arc<WakeHold>,
-}
-
-#[async_trait::async_trait]
-impl Sink for WakeSink {
-    async fn deliver(&self, _events: &[SharedEvent]) -> Vec<crate::router::HandlerFailure> {
-        self.busy.ring();
-        self.wake.notify_one();
-        Vec::new()
-    }
 }
 
 #[derive(Clone)]
@@ -368,6 +346,13 @@ impl EventBus {
             config.sse.clone(),
             span.clone(),
         ));
+        let members = Members::new(
+            store.clone(),
+            router.clone(),
+            metrics.clone(),
+            config.delivery.poll_interval,
+            tokio::runtime::Handle::current(),
+        );
         span.in_scope(|| tracing::info!(store = %store::redact_url(&config.store_url), enabled = config.enabled, "event bus opened"));
         let bus = EventBus {
             inner: Arc::new(Inner {
@@ -383,7 +368,7 @@ impl EventBus {
                 gate: Gate::default(),
                 closing: OnceCell::new(),
                 retention: Mutex::new(retention),
-                members: Mutex::new(Vec::new()),
+                members,
                 runtime: tokio::runtime::Handle::current(),
                 webhooks,
                 webhook_workers: OnceCell::new(),
@@ -640,41 +625,7 @@ impl EventBus {
         };
         let span =
             self.child_span(info_span!(parent: &inner.span, "consumer_group", group = %group.name));
-        let wake = Arc::new(Notify::new());
-        let busy = Arc::new(WakeHold::new(inner.router.pending_count()));
-        let subscription = inner.router.subscribe(
-            patterns.clone(),
-            filter.clone(),
-            Arc::new(WakeSink {
-                wake: wake.clone(),
-                busy: busy.clone(),
-            }),
-            None,
-            span.clone(),
-        );
-        let stopped = subscription.cancel_flag();
-        let member = Member {
-            id: uuid::Uuid::now_v7().to_string(),
-            store: inner.store.clone(),
-            options: group,
-            patterns,
-            filter,
-            sink,
-            wake: wake.clone(),
-            busy,
-            stopped: stopped.clone(),
-            metrics: inner.metrics.clone(),
-            poll_interval: inner.config.delivery.poll_interval,
-        };
-        let task = inner.runtime.spawn(Arc::new(member).run().instrument(span));
-        let mut members = inner.members.lock().unwrap_or_else(|p| p.into_inner());
-        members.retain(|m| !m.task.is_finished());
-        members.push(RunningMember {
-            stopped,
-            wake,
-            task,
-        });
-        Ok(subscription)
+        Ok(inner.members.join(patterns, filter, group, sink, span))
     }
 
     /// Dead letters, newest first, of one group or all.
@@ -766,19 +717,7 @@ impl EventBus {
                         let _ = retention.stop.send(true);
                         let _ = retention.task.await;
                     }
-                    let members: Vec<RunningMember> = inner
-                        .members
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .drain(..)
-                        .collect();
-                    for m in &members {
-                        m.stopped.store(true, Ordering::SeqCst);
-                        m.wake.notify_one();
-                    }
-                    for m in members {
-                        let _ = m.task.await;
-                    }
+                    inner.members.stop().await;
                     if let Some(workers) = inner.webhook_workers.get() {
                         workers.stop().await;
                     }

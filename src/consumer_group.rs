@@ -25,8 +25,10 @@ use crate::store::group_bell::Rebalance;
 use crate::store::groups::{DeadLetter, Lease};
 use crate::store::Store;
 
+mod members;
 mod options;
 
+pub(crate) use members::Members;
 pub use options::{parse_subscribe_options, DeadLetterFilter, GroupOptions, PartitionKey};
 
 /// Events read from the log per round.
