@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::OnceCell;
 use tracing::{info_span, Instrument, Span};
 
 use crate::batcher::{Answer, Arrival, Batcher};
-use crate::config::{Config, RetentionConfig};
+use crate::config::Config;
 use crate::consumer_group::{GroupOptions, Members};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
@@ -21,9 +21,10 @@ use crate::middleware::security::scoped_tenant;
 use crate::middleware::{Middleware, MiddlewareChain, MiddlewareId, Scope};
 use crate::pattern::Pattern;
 use crate::query::{into_page, EventFilter, Page};
+use crate::retention::{archive_all, Retention};
 use crate::router::{Replay, Router, Sink, StartFrom, SubscriberFilter, Subscription};
 use crate::store::groups::{DeadLetter, DeadLetterStatus};
-use crate::store::{self, Store, StoreOptions, ARCHIVE_BATCH};
+use crate::store::{self, Store, StoreOptions};
 use crate::tailer::Tailer;
 use crate::transport::sse::server::{self as sse_server, ListenOptions, SseServer};
 use crate::transport::sse::{Authorizer, Filter, Grant, Selection, Sse, StreamOptions};
@@ -198,81 +199,6 @@ fn no_event() -> EventBusError {
     EventBusError::StoreUnavailable("store returned no event".into())
 }
 
-async fn archive_all(store: &dyn Store, older_than: DateTime<Utc>) -> Result<u64> {
-    let mut total = 0;
-    loop {
-        let moved = store.archive_batch(older_than, ARCHIVE_BATCH).await?;
-        total += moved;
-        if moved < ARCHIVE_BATCH as u64 {
-            return Ok(total);
-        }
-    }
-}
-
-/// One retention pass: archive what is old enough, then delete what was archived long enough ago.
-async fn retention_pass(store: &dyn Store, config: &RetentionConfig) -> Result<(u64, u64)> {
-    let now = Utc::now();
-    let archived = match config
-        .archive_after
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-    {
-        Some(age) => archive_all(store, now - age).await?,
-        None => 0,
-    };
-    let mut purged = 0;
-    if let Some(age) = config
-        .delete_archived_after
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-    {
-        loop {
-            let n = store.purge_archive_batch(now - age, ARCHIVE_BATCH).await?;
-            purged += n;
-            if n < ARCHIVE_BATCH as u64 {
-                break;
-            }
-        }
-    }
-    Ok((archived, purged))
-}
-
-/// Runs retention passes every `interval` until told to stop.
-fn spawn_retention(
-    store: Arc<dyn Store>,
-    config: RetentionConfig,
-    span: Span,
-) -> Option<Retention> {
-    if config.archive_after.is_none() && config.delete_archived_after.is_none() {
-        return None;
-    }
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(
-        async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(config.interval) => {}
-                    _ = stopped.changed() => return,
-                }
-                match retention_pass(&*store, &config).await {
-                    Ok((archived, purged)) if archived + purged > 0 => {
-                        tracing::info!(archived, purged, "retention pass")
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "retention pass failed; retrying next interval")
-                    }
-                }
-            }
-        }
-        .instrument(span),
-    );
-    Some(Retention { stop, task })
-}
-
-struct Retention {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
 struct Inner {
     config: Config,
     span: Span,
@@ -337,7 +263,7 @@ impl EventBus {
             config.batch.clone(),
             span.clone(),
         );
-        let retention = spawn_retention(store.clone(), config.retention.clone(), span.clone());
+        let retention = Retention::spawn(store.clone(), config.retention.clone(), span.clone());
         let webhooks = Webhooks::new(store.clone(), config.webhook.clone());
         let sse = Arc::new(Sse::new(
             store.clone(),
@@ -714,8 +640,7 @@ impl EventBus {
                         .unwrap_or_else(|p| p.into_inner())
                         .take();
                     if let Some(retention) = retention {
-                        let _ = retention.stop.send(true);
-                        let _ = retention.task.await;
+                        retention.stop().await;
                     }
                     inner.members.stop().await;
                     if let Some(workers) = inner.webhook_workers.get() {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod pattern;
 pub mod query;
+mod retention;
 pub mod router;
 pub mod store;
 pub mod tailer;
