@@ -291,19 +291,7 @@ async fn postgres_reader_never_misses_a_late_commit() {
 
     // Another process's transaction takes the append lock, inserts and stays open.
     let pool = sqlx::PgPool::connect(&store.url).await.expect("connect");
-    let mut slow = pool.begin().await.expect("begin");
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPEND_LOCK)
-        .execute(&mut *slow)
-        .await
-        .expect("lock");
-    let slow_position: i64 = sqlx::query_scalar(
-        r#"INSERT INTO event_bus_events (id, type, payload, "timestamp") VALUES ($1, 'a.slow', '1', now()) RETURNING position"#,
-    )
-    .bind(uuid::Uuid::now_v7())
-    .fetch_one(&mut *slow)
-    .await
-    .expect("insert");
+    let (slow, slow_position) = slow_append(&pool).await;
 
     // Later publishes queue behind it instead of committing ahead of it with higher positions.
     let later = {
@@ -360,19 +348,7 @@ async fn postgres_caller_ids_keep_commit_order_and_idempotency() {
     let store = TestStore::postgres().await;
     let bus = store.open("{}").await;
     let pool = sqlx::PgPool::connect(&store.url).await.expect("connect");
-    let mut slow = pool.begin().await.expect("begin");
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPEND_LOCK)
-        .execute(&mut *slow)
-        .await
-        .expect("lock");
-    let slow_position: i64 = sqlx::query_scalar(
-        r#"INSERT INTO event_bus_events (id, type, payload, "timestamp") VALUES ($1, 'a.slow', '1', now()) RETURNING position"#,
-    )
-    .bind(uuid::Uuid::now_v7())
-    .fetch_one(&mut *slow)
-    .await
-    .expect("insert");
+    let (slow, slow_position) = slow_append(&pool).await;
     let first = uuid::Uuid::now_v7();
     let queued = {
         let bus = bus.clone();
@@ -797,4 +773,23 @@ async fn postgres_doorbell_delivers_other_instances_events() {
     a.close().await;
     b.close().await;
     store.cleanup().await;
+}
+
+/// Another process's transaction that takes the append lock, inserts one event and stays open:
+/// returns it (commit or drop it to let the queue go) and the position it drew.
+async fn slow_append(pool: &sqlx::PgPool) -> (sqlx::Transaction<'static, sqlx::Postgres>, i64) {
+    let mut slow = pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK)
+        .execute(&mut *slow)
+        .await
+        .expect("lock");
+    let position: i64 = sqlx::query_scalar(
+        r#"INSERT INTO event_bus_events (id, type, payload, "timestamp") VALUES ($1, 'a.slow', '1', now()) RETURNING position"#,
+    )
+    .bind(uuid::Uuid::now_v7())
+    .fetch_one(&mut *slow)
+    .await
+    .expect("insert");
+    (slow, position)
 }
