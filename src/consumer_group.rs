@@ -29,7 +29,10 @@ mod members;
 mod options;
 
 pub(crate) use members::Members;
-pub use options::{parse_subscribe_options, DeadLetterFilter, GroupOptions, PartitionKey};
+pub use options::{
+    parse_dead_letter_id, parse_subscribe_options, DeadLetterFilter, GroupOptions, PartitionKey,
+    DEAD_LETTER_DEFAULT_LIMIT,
+};
 
 /// Events read from the log per round.
 const PAGE: usize = 500;

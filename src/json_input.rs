@@ -38,3 +38,33 @@ pub(crate) fn parse_object<T: DeserializeOwned>(
         }
     })
 }
+
+/// A JS number that is a store-assigned id: a whole number from 1 to 2^53 - 1 (beyond that a JS
+/// number no longer names one integer). `None` for anything else; callers word the error.
+pub(crate) fn whole_number_id(id: f64) -> Option<u64> {
+    (id >= 1.0 && id.fract() == 0.0 && id <= 9_007_199_254_740_991.0).then_some(id as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_number_ids_are_positive_safe_integers() {
+        assert_eq!(whole_number_id(1.0), Some(1));
+        assert_eq!(
+            whole_number_id(9_007_199_254_740_991.0),
+            Some(9_007_199_254_740_991)
+        );
+        for bad in [
+            0.0,
+            -1.0,
+            1.5,
+            f64::NAN,
+            f64::INFINITY,
+            9_007_199_254_740_992.0,
+        ] {
+            assert_eq!(whole_number_id(bad), None, "{bad}");
+        }
+    }
+}

@@ -158,6 +158,12 @@ pub fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Ut
         .transpose()
 }
 
+/// Like [`parse_time`], for a field that must be given (`archive`'s `olderThan`).
+pub fn parse_required_time(value: Option<&str>, field: &str) -> Result<DateTime<Utc>> {
+    parse_time(value, field)?
+        .ok_or_else(|| EventBusError::InvalidEvent(format!("{field} is required")))
+}
+
 pub fn encode_cursor(order: Order, position: u64) -> String {
     let tag = match order {
         Order::Asc => 'a',
@@ -200,6 +206,18 @@ pub fn into_page(mut rows: Vec<SharedEvent>, query: &Query) -> Page {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_times_are_required() {
+        let err = parse_required_time(None, "olderThan").unwrap_err();
+        assert_eq!(err.code(), "INVALID_EVENT");
+        assert_eq!(err.to_string(), "olderThan is required");
+        assert!(parse_required_time(Some("yesterday"), "olderThan")
+            .unwrap_err()
+            .to_string()
+            .contains("olderThan must be an ISO-8601 date"));
+        assert!(parse_required_time(Some("2026-01-01T00:00:00Z"), "olderThan").is_ok());
+    }
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {

@@ -147,28 +147,72 @@ pub fn parse_subscribe_options(text: &str) -> Result<(SubscriberFilter, Option<G
     Ok((filter, Some(group)))
 }
 
-/// `deadLetters({ group, status, limit })`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// How many dead letters `deadLetters` returns when no `limit` is given.
+pub const DEAD_LETTER_DEFAULT_LIMIT: usize = 100;
+
+/// `deadLetters({ group, status, limit })`, resolved.
+#[derive(Debug, PartialEq)]
 pub struct DeadLetterFilter {
     /// One group's dead letters (none: every group's).
     pub group: Option<String>,
     /// Only dead letters in this state.
     pub status: Option<crate::store::groups::DeadLetterStatus>,
     /// At most this many dead letters.
-    pub limit: Option<usize>,
+    pub limit: usize,
+}
+
+/// `deadLetters` options as the caller wrote them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeadLetterInput {
+    group: Option<String>,
+    status: Option<crate::store::groups::DeadLetterStatus>,
+    limit: Option<usize>,
 }
 
 impl DeadLetterFilter {
-    /// Parses `deadLetters` options (INVALID_EVENT naming a bad field).
+    /// Parses `deadLetters` options (INVALID_EVENT naming a bad field), with the default limit.
     pub fn from_json(text: &str) -> Result<DeadLetterFilter> {
-        crate::json_input::parse_object(text, "deadLetters options", "").map_err(invalid)
+        let input: DeadLetterInput =
+            crate::json_input::parse_object(text, "deadLetters options", "").map_err(invalid)?;
+        Ok(DeadLetterFilter {
+            group: input.group,
+            status: input.status,
+            limit: input.limit.unwrap_or(DEAD_LETTER_DEFAULT_LIMIT),
+        })
     }
+}
+
+/// The id `retryDeadLetter` was given, as the store's dead-letter id.
+pub fn parse_dead_letter_id(id: f64) -> Result<u64> {
+    crate::json_input::whole_number_id(id)
+        .ok_or_else(|| invalid("id must be a dead letter id (a positive whole number)".into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letter_options_default_the_limit_and_ids_are_checked() {
+        let filter = DeadLetterFilter::from_json("{}").unwrap();
+        assert_eq!(filter.limit, DEAD_LETTER_DEFAULT_LIMIT);
+        assert_eq!(
+            DeadLetterFilter::from_json(r#"{"group":"g","limit":5}"#).unwrap(),
+            DeadLetterFilter {
+                group: Some("g".into()),
+                status: None,
+                limit: 5
+            }
+        );
+        assert_eq!(parse_dead_letter_id(7.0), Ok(7));
+        let err = parse_dead_letter_id(0.5).unwrap_err();
+        assert_eq!(err.code(), "INVALID_EVENT");
+        assert_eq!(
+            err.to_string(),
+            "id must be a dead letter id (a positive whole number)"
+        );
+    }
 
     #[test]
     fn options_parse_with_defaults_and_name_bad_fields() {

@@ -16,13 +16,13 @@ use napi_derive::napi;
 
 use crate::bus::{EventBus, Published};
 use crate::config::Config;
-use crate::consumer_group::{parse_subscribe_options, DeadLetterFilter};
+use crate::consumer_group::{parse_dead_letter_id, parse_subscribe_options, DeadLetterFilter};
 use crate::error::EventBusError;
 use crate::event::{json_array, Event};
 use crate::log_forward::LogSink;
 use crate::middleware::security::check_scope_tenant;
 use crate::middleware::Scope;
-use crate::query::{parse_time, EventFilter};
+use crate::query::{parse_required_time, parse_time, EventFilter};
 use crate::router::Subscription;
 use crate::transport::webhook;
 use completions::{Completions, QUIET};
@@ -333,10 +333,8 @@ impl NativeBus {
     ) -> napi::Result<PromiseRaw<'env, f64>> {
         let admitted = self.bus.admit().map_err(to_js_error)?;
         env.spawn_future(async move {
-            let before = parse_time(Some(&older_than), "olderThan").map_err(to_js_error)?;
-            let cutoff = before.ok_or_else(|| {
-                to_js_error(EventBusError::InvalidEvent("olderThan is required".into()))
-            })?;
+            let cutoff =
+                parse_required_time(Some(&older_than), "olderThan").map_err(to_js_error)?;
             Ok(admitted.archive(cutoff).await.map_err(to_js_error)? as f64)
         })
     }
@@ -385,11 +383,7 @@ impl NativeBus {
         env.spawn_future(async move {
             let filter = DeadLetterFilter::from_json(&options_json).map_err(to_js_error)?;
             let letters = bus
-                .dead_letters(
-                    filter.group.as_deref(),
-                    filter.status,
-                    filter.limit.unwrap_or(100),
-                )
+                .dead_letters(filter.group.as_deref(), filter.status, filter.limit)
                 .await
                 .map_err(to_js_error)?;
             let rendered: Vec<String> = letters.iter().map(|d| d.to_json()).collect();
@@ -406,12 +400,8 @@ impl NativeBus {
     ) -> napi::Result<PromiseRaw<'env, ()>> {
         let bus = self.bus.clone();
         env.spawn_future(async move {
-            if !(id >= 1.0 && id.fract() == 0.0 && id <= 9_007_199_254_740_991.0) {
-                return Err(to_js_error(EventBusError::InvalidEvent(
-                    "id must be a dead letter id (a positive whole number)".into(),
-                )));
-            }
-            bus.retry_dead_letter(id as u64).await.map_err(to_js_error)
+            let id = parse_dead_letter_id(id).map_err(to_js_error)?;
+            bus.retry_dead_letter(id).await.map_err(to_js_error)
         })
     }
 

@@ -357,13 +357,8 @@ pub fn parse_endpoint_id(id: &str, field: &str) -> Result<Uuid> {
 
 /// A delivery id as callers pass it (a JS number).
 pub fn parse_delivery_id(id: f64) -> Result<u64> {
-    if id >= 1.0 && id.fract() == 0.0 && id <= 9_007_199_254_740_991.0 {
-        Ok(id as u64)
-    } else {
-        Err(invalid(
-            "deliveryId must be a delivery id (a positive whole number)".into(),
-        ))
-    }
+    crate::json_input::whole_number_id(id)
+        .ok_or_else(|| invalid("deliveryId must be a delivery id (a positive whole number)".into()))
 }
 
 fn not_found(id: Uuid) -> EventBusError {
