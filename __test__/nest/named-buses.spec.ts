@@ -89,8 +89,11 @@ describe('named buses', () => {
     const { app, url } = await startApp(AppModule);
     const users = app.get(Users);
     // Identity checked as booleans: a failing toBe would try to print the whole native bus.
-    // (Injection resolves the class tokens to the unnamed bus; app.get() without a module may
-    // find a named bus's internal providers, as for any class provided by two modules.)
+    // A named bus provides nothing under the classes, so app.get() finds the unnamed bus's.
+    expect(app.get(EventBusService) === users.events).toBe(true);
+    expect(app.get(EventBus) === users.bus).toBe(true);
+    expect(app.get(EventBusPluginRegistry) === users.plugins).toBe(true);
+    expect(app.get(RealtimeEventsService) === users.auditRealtime).toBe(false);
     expect(users.events === users.byClass).toBe(true);
     expect(users.bus === users.events.bus).toBe(true);
     expect(users.auditEvents === users.events).toBe(false);

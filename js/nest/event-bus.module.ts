@@ -1,14 +1,10 @@
 import { Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
-import { EventBus } from '../event-bus';
 import { BusHandlers } from './bus-handler';
 import { BusLifecycle } from './bus-lifecycle';
-import { EventBusService } from './event-bus.service';
 import { HandlerExplorer } from './handler-explorer';
 import { ConfigurableEventBusModule, EVENT_BUS_MODULE_OPTIONS } from './module-definition';
-import { openBus, OPENED_BUS, type OpenedBus } from './opened-bus';
-import { EventBusPluginRegistry } from './plugin-registry';
-import { RealtimeEventsService } from './realtime-events.service';
+import { openBus, OPENED_BUS } from './opened-bus';
 
 /**
  * Opens the bus during bootstrap and closes it on shutdown; provides `EventBus`,
@@ -27,15 +23,11 @@ import { RealtimeEventsService } from './realtime-events.service';
   imports: [DiscoveryModule],
   providers: [
     { provide: OPENED_BUS, useFactory: openBus, inject: [EVENT_BUS_MODULE_OPTIONS] },
-    { provide: EventBus, useFactory: (opened: OpenedBus) => opened.bus, inject: [OPENED_BUS] },
-    EventBusService,
-    RealtimeEventsService,
     BusHandlers,
     HandlerExplorer,
-    EventBusPluginRegistry,
     BusLifecycle,
   ],
-  // Exports are added per instance (module-definition.ts): under the classes, or under named
-  // tokens for a named bus.
+  // EventBus, EventBusService, RealtimeEventsService and EventBusPluginRegistry are provided and
+  // exported per instance (module-definition.ts): under the classes, or under a named bus's tokens.
 })
 export class EventBusModule extends ConfigurableEventBusModule {}

@@ -1,6 +1,7 @@
-import { Inject } from '@nestjs/common';
+import { Inject, type Provider } from '@nestjs/common';
 import { EventBus } from '../event-bus';
 import { EventBusService } from './event-bus.service';
+import { OPENED_BUS, type OpenedBus } from './opened-bus';
 import { EventBusPluginRegistry } from './plugin-registry';
 import { RealtimeEventsService } from './realtime-events.service';
 
@@ -32,12 +33,19 @@ export function getPluginRegistryToken(name?: string | null): string | typeof Ev
   return tokenOf('EventBusPluginRegistry', name) as string | typeof EventBusPluginRegistry;
 }
 
-/** Every token a module with this name exports, each bound to the module's own provider. */
-export function exportedProviders(name: string | null): { providers: Array<{ provide: string; useExisting: unknown }>; exports: unknown[] } {
+/**
+ * The providers a module exports, and their tokens. A named bus provides them under its named
+ * tokens only — not under the classes too — so that `app.get(EventBusService)` can only find the
+ * unnamed bus's.
+ */
+export function exportedProviders(name: string | null): { providers: Provider[]; exports: unknown[] } {
   const kinds = Object.keys(EXPORTED) as ExportedName[];
-  if (name === null) return { providers: [], exports: kinds.map((k) => EXPORTED[k]) };
-  const providers = kinds.map((k) => ({ provide: tokenOf(k, name) as string, useExisting: EXPORTED[k] }));
-  return { providers, exports: providers.map((p) => p.provide) };
+  const providers = kinds.map((k): Provider => {
+    const provide = tokenOf(k, name);
+    if (k === 'EventBus') return { provide, useFactory: (opened: OpenedBus) => opened.bus, inject: [OPENED_BUS] };
+    return name === null ? EXPORTED[k] : { provide, useClass: EXPORTED[k] };
+  });
+  return { providers, exports: kinds.map((k) => tokenOf(k, name)) };
 }
 
 /**
