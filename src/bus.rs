@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
-use tracing::{info_span, Instrument, Span};
+use tracing::{debug_span, info_span, Instrument, Span};
 
 use crate::batcher::{Arrival, Batcher};
 use crate::config::Config;
@@ -280,8 +280,10 @@ impl EventBus {
         &self.inner.store
     }
 
+    /// At debug level: one per publish is made for every event of a burst, and at info level it
+    /// would cost more than storing the event in memory does.
     fn publish_span(&self, what: &'static str, count: usize) -> Span {
-        self.child_span(info_span!(parent: &self.inner.span, "publish", kind = what, count))
+        self.child_span(debug_span!(parent: &self.inner.span, "publish", kind = what, count))
     }
 
     /// A span under the bus's root, or the root itself when filtered out, so records emitted

@@ -61,21 +61,40 @@ export class BusHandlers {
     if (subscribeOptions.from === undefined && subscribeOptions.group === undefined) subscribeOptions.from = after;
     let last = typeof subscribeOptions.from === 'number' ? subscribeOptions.from : after;
     let inHand: Promise<unknown> | undefined;
-    const handler = async (event: BusEvent): Promise<void> => {
-      const run = Promise.resolve().then(() => call(event));
-      inHand = run;
+    const failed = (event: BusEvent, err: unknown): never => {
+      this.logger.error(
+        `${label}.${method} failed on ${event.type} at position ${event.position}: ${messageOf(err)}`,
+        err instanceof Error ? err.stack : undefined,
+      );
+      throw err;
+    };
+    const settled = (event: BusEvent, run?: Promise<unknown>) => {
+      if (inHand === run) inHand = undefined;
+      if (event.position > last) last = event.position;
+    };
+    // A handler that returns at once is done at once (no promise made for it, as the bus awaits
+    // only thenables); one that returns a promise is in hand until it settles.
+    const handler = (event: BusEvent): void | Promise<void> => {
+      let result: unknown;
       try {
-        await run;
+        result = call(event);
       } catch (err) {
-        this.logger.error(
-          `${label}.${method} failed on ${event.type} at position ${event.position}: ${messageOf(err)}`,
-          err instanceof Error ? err.stack : undefined,
-        );
-        throw err;
-      } finally {
-        if (inHand === run) inHand = undefined;
-        if (event.position > last) last = event.position;
+        settled(event);
+        failed(event, err);
       }
+      if (!isThenable(result)) {
+        settled(event);
+        return;
+      }
+      const run = Promise.resolve(result);
+      inHand = run;
+      return run.then(
+        () => settled(event, run),
+        (err: unknown) => {
+          settled(event, run);
+          failed(event, err);
+        },
+      );
     };
     const subscription = this.opened.bus.subscribe(meta.patterns, handler, subscribeOptions);
     return {
@@ -107,4 +126,8 @@ export class BusHandlers {
       EVENT_BUS_CONTEXT_TYPE,
     ) as (event: BusEvent) => unknown;
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
 }

@@ -72,16 +72,19 @@ impl State {
 
     /// Checks a whole request before touching the log, so a failure leaves nothing behind.
     fn append_request(&mut self, events: Vec<Event>) -> Result<Vec<Appended>> {
+        // Ids repeated within the request; a request of one (most publishes) cannot repeat one.
         let mut in_request: HashMap<Uuid, usize> = HashMap::new();
         for (i, event) in events.iter().enumerate() {
             if let Some(stored) = self.by_id.get(&event.id) {
                 existing(event, stored, i)?;
-            } else if let Some(&first) = in_request.get(&event.id) {
-                if !events[first].same_content(event) {
-                    return Err(duplicate_error(&event.id).at(&format!("events[{i}]")));
+            } else if events.len() > 1 {
+                if let Some(&first) = in_request.get(&event.id) {
+                    if !events[first].same_content(event) {
+                        return Err(duplicate_error(&event.id).at(&format!("events[{i}]")));
+                    }
+                } else {
+                    in_request.insert(event.id, i);
                 }
-            } else {
-                in_request.insert(event.id, i);
             }
         }
         let mut out = Vec::with_capacity(events.len());
