@@ -83,7 +83,7 @@ const MULTI_INSERT = `INSERT INTO event_bus_events (id, type, payload, "timestam
   { length: ROWS_PER_INSERT },
   (_, r) => `(${Array.from({ length: 7 }, (_, c) => `$${r * 7 + c + 1}`).join(', ')})`,
 ).join(', ')} RETURNING position`;
-// As src/store/postgres.rs appends (first attempt, bus-generated ids), for one row.
+// As src/store/postgres/mod.rs appends (first attempt, bus-generated ids), for one row.
 const BUS_APPEND = `INSERT INTO event_bus_events (id, type, payload, "timestamp", project_id, tenant_id, user_id, metadata)
   SELECT t.id, t.type, t.payload::jsonb, t.ts, t.project_id, t.tenant_id, t.user_id, t.metadata::jsonb
   FROM (SELECT pg_advisory_xact_lock($9), pg_notify($10, $11)) AS append_lock,

@@ -7,12 +7,8 @@ pub mod groups;
 pub mod memory;
 mod migrate;
 pub mod postgres;
-mod postgres_groups;
-mod postgres_webhooks;
 mod sql;
 pub mod sqlite;
-mod sqlite_groups;
-mod sqlite_webhooks;
 pub mod webhooks;
 
 use std::sync::Arc;

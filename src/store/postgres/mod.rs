@@ -8,6 +8,9 @@
 //! callers chose ids. An id that is already stored, or repeated in the batch, takes a transaction
 //! instead, which compares the content and can refuse a request whole.
 
+mod groups;
+mod webhooks;
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,13 +24,13 @@ use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::db_error::{self, ConnectFailure};
-use super::group_bell::GroupBell;
-use super::sql::{push_common_filters, push_order_and_limit};
-use super::{existing, migrate, unavailable, Appended, Store, StoreOptions};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent, StoredEvent};
 use crate::query::Query;
+use crate::store::db_error::{self, ConnectFailure};
+use crate::store::group_bell::GroupBell;
+use crate::store::sql::{push_common_filters, push_order_and_limit};
+use crate::store::{existing, migrate, unavailable, Appended, Store, StoreOptions};
 
 /// Key of the advisory lock that serialises appends (shared with SQL-side publishers).
 pub const APPEND_LOCK: i64 = 0x5e17_ba5e;
@@ -51,7 +54,7 @@ pub struct PostgresStore {
     pub(super) channel: String,
     token: String,
     /// Consumer-group members of this instance; rung by the doorbell for other instances' rings.
-    pub(super) bell: Arc<GroupBell>,
+    pub(crate) bell: Arc<GroupBell>,
 }
 
 /// Starts a group ring's NOTIFY payload (`group:<token>:<group>`); any other payload is a commit.
@@ -549,7 +552,10 @@ impl PostgresStore {
                     (None, None, None) => false,
                 };
                 if !same {
-                    refused.push((r, super::duplicate_error(&e.id).at(&format!("events[{i}]"))));
+                    refused.push((
+                        r,
+                        crate::store::duplicate_error(&e.id).at(&format!("events[{i}]")),
+                    ));
                     break;
                 }
                 seen_here.entry(e.id).or_insert(e);
@@ -711,11 +717,11 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    fn groups(&self) -> &dyn super::groups::GroupStore {
+    fn groups(&self) -> &dyn crate::store::groups::GroupStore {
         self
     }
 
-    fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
+    fn webhooks(&self) -> &dyn crate::store::webhooks::WebhookStore {
         self
     }
 

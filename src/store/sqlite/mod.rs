@@ -2,6 +2,9 @@
 //! in `BEGIN IMMEDIATE` transactions), so positions are assigned in commit order; WAL mode lets
 //! readers run alongside the writer and other processes share the file.
 
+mod groups;
+mod webhooks;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +19,12 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::postgres::raw_json;
-use super::sql::{push_common_filters, push_order_and_limit};
-use super::{existing, migrate, unavailable, Appended, Store, StoreOptions};
 use crate::error::{EventBusError, Result};
 use crate::event::{format_timestamp, Event, SharedEvent, StoredEvent};
 use crate::query::Query;
+use crate::store::postgres::raw_json;
+use crate::store::sql::{push_common_filters, push_order_and_limit};
+use crate::store::{existing, migrate, unavailable, Appended, Store, StoreOptions};
 
 pub(super) const COLUMNS: &str =
     "position, id, type, payload, timestamp, project_id, tenant_id, user_id, metadata";
@@ -30,7 +33,7 @@ pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     /// Consumer-group members on this file in this process (other processes hear of a join at
     /// their next lease renewal: SQLite has no notifications).
-    pub(super) bell: Arc<super::group_bell::GroupBell>,
+    pub(crate) bell: Arc<crate::store::group_bell::GroupBell>,
 }
 
 pub(super) fn row_event(row: &SqliteRow) -> Result<SharedEvent> {
@@ -101,7 +104,7 @@ impl SqliteStore {
         // One bell per file, whatever path spelling each bus was given.
         let file = connect.get_filename();
         let key = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-        let bell = super::group_bell::shared(&key.to_string_lossy());
+        let bell = crate::store::group_bell::shared(&key.to_string_lossy());
         Ok(SqliteStore { pool, bell })
     }
 
@@ -371,11 +374,11 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    fn groups(&self) -> &dyn super::groups::GroupStore {
+    fn groups(&self) -> &dyn crate::store::groups::GroupStore {
         self
     }
 
-    fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
+    fn webhooks(&self) -> &dyn crate::store::webhooks::WebhookStore {
         self
     }
 

@@ -11,13 +11,13 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::postgres::{row_event, PostgresStore};
-use super::unavailable;
-use super::webhooks::{
+use super::{row_event, PostgresStore};
+use crate::error::{EventBusError, Result};
+use crate::store::unavailable;
+use crate::store::webhooks::{
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
     EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
-use crate::error::{EventBusError, Result};
 
 const ENDPOINT_COLUMNS: &str = "id, url, events, tenant_id, project_id, description, secret, \
      previous_secret, previous_secret_until, enabled, disabled_reason, consecutive_failures, \

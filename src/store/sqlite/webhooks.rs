@@ -11,14 +11,14 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::sqlite::{row_event, SqliteStore, COLUMNS};
-use super::unavailable;
-use super::webhooks::{
+use super::{row_event, SqliteStore, COLUMNS};
+use crate::error::{EventBusError, Result};
+use crate::event::{format_timestamp, SharedEvent};
+use crate::store::unavailable;
+use crate::store::webhooks::{
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
     EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
-use crate::error::{EventBusError, Result};
-use crate::event::{format_timestamp, SharedEvent};
 
 const ENDPOINT_COLUMNS: &str = "id, url, events, tenant_id, project_id, description, secret, \
      previous_secret, previous_secret_until, enabled, disabled_reason, consecutive_failures, \

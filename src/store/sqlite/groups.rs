@@ -8,12 +8,12 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::group_bell::GroupBell;
-use super::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
-use super::sqlite::SqliteStore;
-use super::unavailable;
+use super::SqliteStore;
 use crate::error::{EventBusError, Result};
 use crate::event::{format_timestamp, SharedEvent};
+use crate::store::group_bell::GroupBell;
+use crate::store::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
+use crate::store::unavailable;
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()

@@ -9,16 +9,16 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use super::groups::{GroupStore, MemoryGroups};
-use super::webhooks::{
-    tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
-    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
-};
-use super::{duplicate_error, existing, Appended, Store};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent, StoredEvent};
 use crate::pattern::{any_matches, Pattern};
 use crate::query::{Order, Query};
+use crate::store::groups::{GroupStore, MemoryGroups};
+use crate::store::webhooks::{
+    tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
+    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
+};
+use crate::store::{duplicate_error, existing, Appended, Store};
 
 #[derive(Default)]
 pub struct MemoryStore {

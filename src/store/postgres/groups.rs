@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::group_bell::{GroupBell, Rebalance};
-use super::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
-use super::postgres::PostgresStore;
-use super::unavailable;
+use super::PostgresStore;
 use crate::error::{EventBusError, Result};
 use crate::event::SharedEvent;
+use crate::store::group_bell::{GroupBell, Rebalance};
+use crate::store::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
+use crate::store::unavailable;
 
 fn lease_rows(rows: &[PgRow]) -> Result<Vec<Lease>> {
     let fail = |e| unavailable("reading group partitions", e);
