@@ -287,7 +287,7 @@ impl Member {
             let found = match self.options.start {
                 StartFrom::Beginning => Ok(0),
                 StartFrom::After(p) => Ok(p),
-                StartFrom::Now => self.head().await,
+                StartFrom::Now => self.store.head_position().await,
             };
             match found {
                 Ok(p) => return Some(p),
@@ -300,20 +300,6 @@ impl Member {
                 }
             }
         }
-    }
-
-    async fn head(&self) -> Result<u64> {
-        let query = Query {
-            limit: 1,
-            order: crate::query::Order::Desc,
-            ..Query::default()
-        };
-        Ok(self
-            .store
-            .query(&query)
-            .await?
-            .first()
-            .map_or(0, |e| e.position))
     }
 
     /// Reads one page after the lowest checkpoint of the `active` partitions and handles it.

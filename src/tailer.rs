@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::{warn, Instrument};
 
 use crate::event::SharedEvent;
-use crate::query::{Order, Query};
+use crate::query::Query;
 use crate::router::Router;
 use crate::store::Store;
 
@@ -75,12 +75,7 @@ impl Tailer {
         poll: Duration,
         span: tracing::Span,
     ) -> crate::error::Result<Tailer> {
-        let head = Query {
-            limit: 1,
-            order: Order::Desc,
-            ..Query::default()
-        };
-        let last = store.query(&head).await?.first().map_or(0, |e| e.position);
+        let last = store.head_position().await?;
         let cursor = Arc::new(Mutex::new(Cursor {
             last,
             held: Vec::new(),

@@ -77,6 +77,17 @@ pub trait Store: Send + Sync + 'static {
         batch: usize,
     ) -> Result<u64>;
 
+    /// The position of the newest event in the log (0 when it is empty): where a reader that
+    /// wants only what comes next starts.
+    async fn head_position(&self) -> Result<u64> {
+        let newest = Query {
+            limit: 1,
+            order: crate::query::Order::Desc,
+            ..Query::default()
+        };
+        Ok(self.query(&newest).await?.first().map_or(0, |e| e.position))
+    }
+
     /// Starts listening for commits by other instances, calling `wake` for each; stores without
     /// a notification channel return None and rely on the tailer's poll.
     fn doorbell(&self, _wake: Box<dyn Fn() + Send + Sync>) -> Option<tokio::task::JoinHandle<()>> {

@@ -17,7 +17,6 @@ use crate::error::{EventBusError, Result};
 use crate::event::SharedEvent;
 use crate::metrics::Metrics;
 use crate::pattern::{any_matches, Pattern};
-use crate::query::Query;
 use crate::router::{Router, SubscriberFilter, Subscription};
 use crate::store::Store;
 use hub::{Connection, Hub, HubSink, Outbound};
@@ -264,17 +263,7 @@ impl Sse {
         let (hub, _) = self
             .hub
             .get_or_try_init(|| async {
-                let head_query = Query {
-                    limit: 1,
-                    order: crate::query::Order::Desc,
-                    ..Query::default()
-                };
-                let head = self
-                    .store
-                    .query(&head_query)
-                    .await?
-                    .first()
-                    .map_or(0, |e| e.position);
+                let head = self.store.head_position().await?;
                 let hub = Hub::new(
                     self.store.clone(),
                     self.metrics.clone(),
