@@ -91,6 +91,58 @@ pub fn fair_share(partitions: u32, members: u32) -> u32 {
     partitions.div_ceil(members.max(1))
 }
 
+/// What one claim does with a member's partitions: the rule of [`GroupStore::claim`], decided
+/// once here so every backend only reads and writes around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimPlan {
+    /// Held partitions to renew (at most the fair share), by partition.
+    pub kept: Vec<Lease>,
+    /// Held partitions to give back, beyond the fair share, by partition.
+    pub give_back: Vec<u32>,
+    /// How many free or expired partitions to take, lowest first. Zero whenever `give_back` is
+    /// not empty, so a backend never takes back what it has just given back.
+    pub take: usize,
+}
+
+impl ClaimPlan {
+    /// What the member holds once the claim is written: what it kept and the partitions it
+    /// `taken`, by partition.
+    pub fn held(self, taken: Vec<Lease>) -> Vec<Lease> {
+        let mut held = self.kept;
+        held.extend(taken);
+        held.sort_by_key(|l| l.partition);
+        held
+    }
+}
+
+/// Decides a claim by a member holding `held` (its unexpired leases) in a group of `partitions`
+/// partitions with `live_members` live members, itself included: it keeps up to its
+/// [`fair_share`] and gives back the rest, the highest partitions first and those in `keep` last
+/// (a retry is under way in them: handing one over mid-retry would let two members handle the
+/// event), then takes what it still lacks.
+pub(crate) fn plan_claim(
+    mut held: Vec<Lease>,
+    partitions: u32,
+    live_members: u32,
+    keep: &[u32],
+) -> ClaimPlan {
+    let share = fair_share(partitions, live_members) as usize;
+    held.sort_by_key(|l| (!keep.contains(&l.partition), l.partition));
+    let mut give_back: Vec<u32> = held
+        .split_off(share.min(held.len()))
+        .iter()
+        .map(|l| l.partition)
+        .collect();
+    give_back.sort_unstable();
+    held.sort_by_key(|l| l.partition);
+    let take = share - held.len();
+    ClaimPlan {
+        kept: held,
+        give_back,
+        take,
+    }
+}
+
 #[async_trait]
 pub trait GroupStore: Send + Sync {
     /// Creates the group's `partitions` partitions with checkpoint `start` unless the group
@@ -174,5 +226,86 @@ mod tests {
         assert_eq!(fair_share(16, 16), 1);
         assert_eq!(fair_share(4, 8), 1);
         assert_eq!(fair_share(16, 0), 16);
+    }
+
+    fn leases(partitions: &[u32]) -> Vec<Lease> {
+        partitions
+            .iter()
+            .map(|&partition| Lease {
+                partition,
+                checkpoint: u64::from(partition) * 10,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lone_member_takes_every_partition() {
+        let plan = plan_claim(Vec::new(), 4, 1, &[]);
+        assert_eq!(plan.kept, Vec::new());
+        assert!(plan.give_back.is_empty());
+        assert_eq!(plan.take, 4);
+    }
+
+    #[test]
+    fn a_member_over_its_share_gives_back_the_highest() {
+        // A second member joined: the share of 4 is 2.
+        let plan = plan_claim(leases(&[3, 0, 2, 1]), 4, 2, &[]);
+        assert_eq!(plan.kept, leases(&[0, 1]));
+        assert_eq!(plan.give_back, vec![2, 3]);
+        assert_eq!(plan.take, 0);
+    }
+
+    #[test]
+    fn partitions_to_keep_are_the_last_given_back() {
+        let plan = plan_claim(leases(&[0, 1, 2, 3]), 4, 2, &[3]);
+        assert_eq!(plan.kept, leases(&[0, 3]));
+        assert_eq!(plan.give_back, vec![1, 2]);
+        // More to keep than the share: still only the share is kept, the lowest of them.
+        let plan = plan_claim(leases(&[0, 1, 2, 3]), 4, 4, &[2, 3]);
+        assert_eq!(plan.kept, leases(&[2]));
+        assert_eq!(plan.give_back, vec![0, 1, 3]);
+        assert_eq!(plan.take, 0);
+    }
+
+    #[test]
+    fn a_member_under_its_share_takes_up_to_it() {
+        // 16 partitions among 3: a share of 6; holding 2, it takes 4 more.
+        let plan = plan_claim(leases(&[5, 4]), 16, 3, &[4]);
+        assert_eq!(plan.kept, leases(&[4, 5]));
+        assert!(plan.give_back.is_empty());
+        assert_eq!(plan.take, 4);
+    }
+
+    #[test]
+    fn a_member_at_its_share_has_nothing_to_take() {
+        let plan = plan_claim(leases(&[1, 3]), 4, 2, &[]);
+        assert_eq!(plan.kept, leases(&[1, 3]));
+        assert!(plan.give_back.is_empty());
+        assert_eq!(plan.take, 0);
+    }
+
+    #[test]
+    fn more_members_than_partitions_hold_one_each_at_most() {
+        let plan = plan_claim(Vec::new(), 2, 5, &[]);
+        assert_eq!(plan.take, 1);
+        let plan = plan_claim(leases(&[0, 1]), 2, 5, &[1]);
+        assert_eq!(plan.kept, leases(&[1]));
+        assert_eq!(plan.give_back, vec![0]);
+        assert_eq!(plan.take, 0);
+    }
+
+    #[test]
+    fn a_group_without_partitions_gives_nothing() {
+        let plan = plan_claim(Vec::new(), 0, 1, &[]);
+        assert_eq!(plan, plan_claim(Vec::new(), 0, 3, &[7]));
+        assert_eq!(plan.take, 0);
+        assert!(plan.kept.is_empty() && plan.give_back.is_empty());
+    }
+
+    #[test]
+    fn what_is_held_after_a_claim_is_kept_and_taken_by_partition() {
+        let plan = plan_claim(leases(&[2]), 4, 1, &[]);
+        assert_eq!(plan.take, 3);
+        assert_eq!(plan.held(leases(&[3, 0, 1])), leases(&[0, 1, 2, 3]));
     }
 }

@@ -11,7 +11,7 @@ use chrono::Utc;
 use crate::error::Result;
 use crate::event::SharedEvent;
 use crate::store::group_bell::GroupBell;
-use crate::store::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
+use crate::store::groups::{plan_claim, DeadLetter, DeadLetterStatus, GroupStore, Lease};
 
 /// Group state in memory, for the memory store (one process).
 #[derive(Default)]
@@ -82,36 +82,7 @@ impl GroupStore for MemoryGroups {
         let Some(parts) = state.partitions.get_mut(group) else {
             return Ok(Vec::new());
         };
-        let want = fair_share(parts.len() as u32, live) as usize;
-        let mut held = 0;
-        // Renew the partitions to keep first, then the lowest others; give back the rest.
-        let kept = |i: &usize| keep.contains(&(*i as u32));
-        let n = parts.len();
-        let order: Vec<usize> = (0..n)
-            .filter(kept)
-            .chain((0..n).filter(|i| !kept(i)))
-            .collect();
-        for i in order {
-            let p = &mut parts[i];
-            if held_by(&p.owner, member) {
-                if held < want {
-                    p.owner = Some((member.to_string(), now + lease));
-                    held += 1;
-                } else {
-                    p.owner = None;
-                }
-            }
-        }
-        for p in parts.iter_mut() {
-            if held >= want {
-                break;
-            }
-            if free(&p.owner) {
-                p.owner = Some((member.to_string(), now + lease));
-                held += 1;
-            }
-        }
-        Ok(parts
+        let held = parts
             .iter()
             .enumerate()
             .filter(|(_, p)| held_by(&p.owner, member))
@@ -119,7 +90,33 @@ impl GroupStore for MemoryGroups {
                 partition: i as u32,
                 checkpoint: p.checkpoint,
             })
-            .collect())
+            .collect();
+        let plan = plan_claim(held, parts.len() as u32, live, keep);
+        let owner = Some((member.to_string(), now + lease));
+        for l in &plan.kept {
+            if let Some(p) = parts.get_mut(l.partition as usize) {
+                p.owner = owner.clone();
+            }
+        }
+        for &i in &plan.give_back {
+            if let Some(p) = parts.get_mut(i as usize) {
+                p.owner = None;
+            }
+        }
+        let taken = parts
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, p)| free(&p.owner))
+            .take(plan.take)
+            .map(|(i, p)| {
+                p.owner = owner.clone();
+                Lease {
+                    partition: i as u32,
+                    checkpoint: p.checkpoint,
+                }
+            })
+            .collect();
+        Ok(plan.held(taken))
     }
 
     async fn commit(&self, group: &str, member: &str, checkpoints: &[Lease]) -> Result<Vec<u32>> {
