@@ -13,6 +13,7 @@ use crate::error::{EventBusError, Result};
 use crate::event::SharedEvent;
 use crate::store::group_bell::{GroupBell, Rebalance};
 use crate::store::groups::{plan_claim, DeadLetter, DeadLetterStatus, GroupStore, Lease};
+use crate::store::time::millis;
 use crate::store::unavailable;
 
 fn lease_rows(rows: &[PgRow]) -> Result<Vec<Lease>> {
@@ -55,10 +56,6 @@ fn dead_letter_row(row: &PgRow) -> Result<DeadLetter> {
 
 const DEAD_LETTER_COLUMNS: &str =
     "id, group_name, position, event, attempts, error, status, created_at, updated_at";
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 #[async_trait]
 impl GroupStore for PostgresStore {

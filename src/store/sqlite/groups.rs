@@ -4,24 +4,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::SqliteStore;
+use super::{now_ms, time, until, SqliteStore};
 use crate::error::{EventBusError, Result};
 use crate::event::{format_timestamp, SharedEvent};
 use crate::store::group_bell::GroupBell;
 use crate::store::groups::{plan_claim, DeadLetter, DeadLetterStatus, GroupStore, Lease};
 use crate::store::unavailable;
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn until(lease: Duration) -> i64 {
-    now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
-}
 
 fn lease_rows(rows: &[SqliteRow]) -> Result<Vec<Lease>> {
     let fail = |e| unavailable("reading group partitions", e);
@@ -38,12 +30,6 @@ fn lease_rows(rows: &[SqliteRow]) -> Result<Vec<Lease>> {
         .collect::<Result<Vec<_>>>()?;
     leases.sort_by_key(|l| l.partition);
     Ok(leases)
-}
-
-fn time(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| EventBusError::StoreUnavailable(format!("reading a dead-letter time: {e}")))
 }
 
 fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter> {
