@@ -105,8 +105,8 @@ pub(crate) struct ClaimPlan {
 }
 
 impl ClaimPlan {
-    /// What the member holds once the claim is written: what it kept and the partitions it
-    /// `taken`, by partition.
+    /// What the member holds once the claim is written: what it kept plus `taken` (what it took),
+    /// by partition.
     pub fn held(self, taken: Vec<Lease>) -> Vec<Lease> {
         let mut held = self.kept;
         held.extend(taken);
@@ -135,6 +135,7 @@ pub(crate) fn plan_claim(
         .collect();
     give_back.sort_unstable();
     held.sort_by_key(|l| l.partition);
+    // split_off left at most `share`.
     let take = share - held.len();
     ClaimPlan {
         kept: held,
