@@ -1,8 +1,7 @@
 //! Durable consumer-group state: partition checkpoints with leases, member presence and dead
 //! letters. Every backend keeps it next to the log so that one database is the whole engine.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +10,9 @@ use chrono::{DateTime, Utc};
 use super::group_bell::{GroupBell, Rebalance};
 use crate::error::Result;
 use crate::event::SharedEvent;
+
+/// The memory store's group state lives with the memory store; this keeps its older path.
+pub use super::memory::MemoryGroups;
 
 /// A partition this member holds, and the last position the group finished in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,59 @@ pub fn fair_share(partitions: u32, members: u32) -> u32 {
     partitions.div_ceil(members.max(1))
 }
 
+/// What one claim does with a member's partitions: the rule of [`GroupStore::claim`], decided
+/// once here so every backend only reads and writes around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimPlan {
+    /// Held partitions to renew (at most the fair share), by partition.
+    pub kept: Vec<Lease>,
+    /// Held partitions to give back, beyond the fair share, by partition.
+    pub give_back: Vec<u32>,
+    /// How many free or expired partitions to take, lowest first. Zero whenever `give_back` is
+    /// not empty, so a backend never takes back what it has just given back.
+    pub take: usize,
+}
+
+impl ClaimPlan {
+    /// What the member holds once the claim is written: what it kept plus `taken` (what it took),
+    /// by partition.
+    pub fn held(self, taken: Vec<Lease>) -> Vec<Lease> {
+        let mut held = self.kept;
+        held.extend(taken);
+        held.sort_by_key(|l| l.partition);
+        held
+    }
+}
+
+/// Decides a claim by a member holding `held` (its unexpired leases) in a group of `partitions`
+/// partitions with `live_members` live members, itself included: it keeps up to its
+/// [`fair_share`] and gives back the rest, the highest partitions first and those in `keep` last
+/// (a retry is under way in them: handing one over mid-retry would let two members handle the
+/// event), then takes what it still lacks.
+pub(crate) fn plan_claim(
+    mut held: Vec<Lease>,
+    partitions: u32,
+    live_members: u32,
+    keep: &[u32],
+) -> ClaimPlan {
+    let share = fair_share(partitions, live_members) as usize;
+    held.sort_by_key(|l| (!keep.contains(&l.partition), l.partition));
+    let mut give_back: Vec<u32> = held
+        .split_off(share.min(held.len()))
+        .iter()
+        .map(|l| l.partition)
+        .collect();
+    give_back.sort_unstable();
+    held.sort_by_key(|l| l.partition);
+    // split_off left at most `share`.
+    let take = share - held.len();
+    ClaimPlan {
+        kept: held,
+        give_back,
+        take,
+    }
+}
+
 #[async_trait]
 pub trait GroupStore: Send + Sync {
     /// Creates the group's `partitions` partitions with checkpoint `start` unless the group
@@ -161,256 +216,6 @@ pub trait GroupStore: Send + Sync {
     ) -> Result<()>;
 }
 
-/// Group state in memory, for the memory store (one process).
-#[derive(Default)]
-pub struct MemoryGroups {
-    state: Mutex<GroupsState>,
-    bell: GroupBell,
-}
-
-#[derive(Default)]
-struct GroupsState {
-    partitions: HashMap<String, Vec<MemoryPartition>>,
-    members: HashMap<String, HashMap<String, std::time::Instant>>,
-    dead: Vec<(DeadLetter, Option<(String, std::time::Instant)>)>,
-}
-
-struct MemoryPartition {
-    checkpoint: u64,
-    owner: Option<(String, std::time::Instant)>,
-}
-
-impl MemoryGroups {
-    fn lock(&self) -> std::sync::MutexGuard<'_, GroupsState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn held_by(owner: &Option<(String, std::time::Instant)>, member: &str) -> bool {
-    matches!(owner, Some((m, until)) if m == member && *until > std::time::Instant::now())
-}
-
-fn free(owner: &Option<(String, std::time::Instant)>) -> bool {
-    owner
-        .as_ref()
-        .is_none_or(|(_, until)| *until <= std::time::Instant::now())
-}
-
-#[async_trait]
-impl GroupStore for MemoryGroups {
-    async fn ensure_group(&self, group: &str, partitions: u32, start: u64) -> Result<u32> {
-        let mut state = self.lock();
-        let parts = state
-            .partitions
-            .entry(group.to_string())
-            .or_insert_with(|| {
-                (0..partitions)
-                    .map(|_| MemoryPartition {
-                        checkpoint: start,
-                        owner: None,
-                    })
-                    .collect()
-            });
-        Ok(parts.len() as u32)
-    }
-
-    async fn claim(
-        &self,
-        group: &str,
-        member: &str,
-        lease: Duration,
-        keep: &[u32],
-    ) -> Result<Vec<Lease>> {
-        let now = std::time::Instant::now();
-        let mut state = self.lock();
-        let members = state.members.entry(group.to_string()).or_default();
-        members.insert(member.to_string(), now + lease);
-        members.retain(|_, until| *until > now);
-        let live = members.len() as u32;
-        let Some(parts) = state.partitions.get_mut(group) else {
-            return Ok(Vec::new());
-        };
-        let want = fair_share(parts.len() as u32, live) as usize;
-        let mut held = 0;
-        // Renew the partitions to keep first, then the lowest others; give back the rest.
-        let kept = |i: &usize| keep.contains(&(*i as u32));
-        let n = parts.len();
-        let order: Vec<usize> = (0..n)
-            .filter(kept)
-            .chain((0..n).filter(|i| !kept(i)))
-            .collect();
-        for i in order {
-            let p = &mut parts[i];
-            if held_by(&p.owner, member) {
-                if held < want {
-                    p.owner = Some((member.to_string(), now + lease));
-                    held += 1;
-                } else {
-                    p.owner = None;
-                }
-            }
-        }
-        for p in parts.iter_mut() {
-            if held >= want {
-                break;
-            }
-            if free(&p.owner) {
-                p.owner = Some((member.to_string(), now + lease));
-                held += 1;
-            }
-        }
-        Ok(parts
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| held_by(&p.owner, member))
-            .map(|(i, p)| Lease {
-                partition: i as u32,
-                checkpoint: p.checkpoint,
-            })
-            .collect())
-    }
-
-    async fn commit(&self, group: &str, member: &str, checkpoints: &[Lease]) -> Result<Vec<u32>> {
-        let mut state = self.lock();
-        let mut lost = Vec::new();
-        let Some(parts) = state.partitions.get_mut(group) else {
-            return Ok(checkpoints.iter().map(|l| l.partition).collect());
-        };
-        for lease in checkpoints {
-            match parts.get_mut(lease.partition as usize) {
-                Some(p) if held_by(&p.owner, member) => {
-                    p.checkpoint = p.checkpoint.max(lease.checkpoint)
-                }
-                _ => lost.push(lease.partition),
-            }
-        }
-        Ok(lost)
-    }
-
-    async fn leave(&self, group: &str, member: &str) -> Result<()> {
-        let mut state = self.lock();
-        if let Some(members) = state.members.get_mut(group) {
-            members.remove(member);
-        }
-        if let Some(parts) = state.partitions.get_mut(group) {
-            for p in parts.iter_mut() {
-                if matches!(&p.owner, Some((m, _)) if m == member) {
-                    p.owner = None;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn bell(&self) -> &GroupBell {
-        &self.bell
-    }
-
-    async fn add_dead_letter(
-        &self,
-        group: &str,
-        event: &SharedEvent,
-        attempts: u32,
-        error: &str,
-    ) -> Result<u64> {
-        let mut state = self.lock();
-        let id = state.dead.len() as u64 + 1;
-        let now = Utc::now();
-        state.dead.push((
-            DeadLetter {
-                id,
-                group: group.to_string(),
-                position: event.position,
-                event_json: event.json().to_string(),
-                attempts,
-                error: error.to_string(),
-                status: DeadLetterStatus::Dead,
-                created_at: now,
-                updated_at: now,
-            },
-            None,
-        ));
-        Ok(id)
-    }
-
-    async fn dead_letters(
-        &self,
-        group: Option<&str>,
-        status: Option<DeadLetterStatus>,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>> {
-        let state = self.lock();
-        Ok(state
-            .dead
-            .iter()
-            .rev()
-            .map(|(d, _)| d)
-            .filter(|d| group.is_none_or(|g| d.group == g))
-            .filter(|d| status.is_none_or(|s| d.status == s))
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
-    async fn retry_dead_letter(&self, id: u64) -> Result<bool> {
-        let mut state = self.lock();
-        match state.dead.iter_mut().find(|(d, _)| d.id == id) {
-            Some((d, claim)) => {
-                if d.status != DeadLetterStatus::Resolved {
-                    d.status = DeadLetterStatus::Retrying;
-                    d.updated_at = Utc::now();
-                    *claim = None;
-                }
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    async fn claim_retries(
-        &self,
-        group: &str,
-        member: &str,
-        lease: Duration,
-    ) -> Result<Vec<DeadLetter>> {
-        let now = std::time::Instant::now();
-        let mut state = self.lock();
-        Ok(state
-            .dead
-            .iter_mut()
-            .filter(|(d, claim)| {
-                d.group == group && d.status == DeadLetterStatus::Retrying && free(claim)
-            })
-            .map(|(d, claim)| {
-                *claim = Some((member.to_string(), now + lease));
-                d.clone()
-            })
-            .collect())
-    }
-
-    async fn settle_retry(
-        &self,
-        id: u64,
-        delivered: bool,
-        attempts: u32,
-        error: &str,
-    ) -> Result<()> {
-        let mut state = self.lock();
-        if let Some((d, claim)) = state.dead.iter_mut().find(|(d, _)| d.id == id) {
-            *claim = None;
-            d.updated_at = Utc::now();
-            d.attempts += attempts;
-            if delivered {
-                d.status = DeadLetterStatus::Resolved;
-            } else {
-                d.status = DeadLetterStatus::Dead;
-                d.error = error.to_string();
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,59 +229,84 @@ mod tests {
         assert_eq!(fair_share(16, 0), 16);
     }
 
-    #[tokio::test]
-    async fn members_split_partitions_and_take_over_expired_ones() {
-        let g = MemoryGroups::default();
-        assert_eq!(g.ensure_group("g", 4, 7).await.unwrap(), 4);
-        // A second creator with another count gets the first one's.
-        assert_eq!(g.ensure_group("g", 9, 0).await.unwrap(), 4);
-        let lease = Duration::from_millis(200);
-        let a = g.claim("g", "a", lease, &[]).await.unwrap();
-        assert_eq!(a.len(), 4);
-        assert!(a.iter().all(|l| l.checkpoint == 7));
-        // b joins: nothing free yet; a gives back half on its next claim; b takes it.
-        assert!(g.claim("g", "b", lease, &[]).await.unwrap().is_empty());
-        assert_eq!(g.claim("g", "a", lease, &[]).await.unwrap().len(), 2);
-        let b = g.claim("g", "b", lease, &[]).await.unwrap();
-        assert_eq!(b.len(), 2);
-        // Commits by a non-owner are refused; by the owner they advance, never backwards.
-        let p = b[0].partition;
-        let stolen = Lease {
-            partition: p,
-            checkpoint: 50,
-        };
-        assert_eq!(g.commit("g", "a", &[stolen]).await.unwrap(), vec![p]);
-        assert!(g.commit("g", "b", &[stolen]).await.unwrap().is_empty());
-        let back = Lease {
-            partition: p,
-            checkpoint: 10,
-        };
-        g.commit("g", "b", &[back]).await.unwrap();
-        // b stops renewing: after its lease a takes everything, with b's checkpoint.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let a = g.claim("g", "a", lease, &[]).await.unwrap();
-        assert_eq!(a.len(), 4);
-        assert_eq!(
-            a.iter().find(|l| l.partition == p).map(|l| l.checkpoint),
-            Some(50)
-        );
+    fn leases(partitions: &[u32]) -> Vec<Lease> {
+        partitions
+            .iter()
+            .map(|&partition| Lease {
+                partition,
+                checkpoint: u64::from(partition) * 10,
+            })
+            .collect()
     }
 
-    #[tokio::test]
-    async fn partitions_to_keep_are_the_last_given_back() {
-        let g = MemoryGroups::default();
-        g.ensure_group("g", 4, 0).await.unwrap();
-        let lease = Duration::from_secs(10);
-        assert_eq!(g.claim("g", "a", lease, &[]).await.unwrap().len(), 4);
-        g.claim("g", "b", lease, &[]).await.unwrap();
-        // a is retrying an event of partition 3: it keeps 3 and gives back 1 and 2 instead.
-        let a: Vec<u32> = g
-            .claim("g", "a", lease, &[3])
-            .await
-            .unwrap()
-            .iter()
-            .map(|l| l.partition)
-            .collect();
-        assert_eq!(a, vec![0, 3]);
+    #[test]
+    fn a_lone_member_takes_every_partition() {
+        let plan = plan_claim(Vec::new(), 4, 1, &[]);
+        assert_eq!(plan.kept, Vec::new());
+        assert!(plan.give_back.is_empty());
+        assert_eq!(plan.take, 4);
+    }
+
+    #[test]
+    fn a_member_over_its_share_gives_back_the_highest() {
+        // A second member joined: the share of 4 is 2.
+        let plan = plan_claim(leases(&[3, 0, 2, 1]), 4, 2, &[]);
+        assert_eq!(plan.kept, leases(&[0, 1]));
+        assert_eq!(plan.give_back, vec![2, 3]);
+        assert_eq!(plan.take, 0);
+    }
+
+    #[test]
+    fn partitions_to_keep_are_the_last_given_back() {
+        let plan = plan_claim(leases(&[0, 1, 2, 3]), 4, 2, &[3]);
+        assert_eq!(plan.kept, leases(&[0, 3]));
+        assert_eq!(plan.give_back, vec![1, 2]);
+        // More to keep than the share: still only the share is kept, the lowest of them.
+        let plan = plan_claim(leases(&[0, 1, 2, 3]), 4, 4, &[2, 3]);
+        assert_eq!(plan.kept, leases(&[2]));
+        assert_eq!(plan.give_back, vec![0, 1, 3]);
+        assert_eq!(plan.take, 0);
+    }
+
+    #[test]
+    fn a_member_under_its_share_takes_up_to_it() {
+        // 16 partitions among 3: a share of 6; holding 2, it takes 4 more.
+        let plan = plan_claim(leases(&[5, 4]), 16, 3, &[4]);
+        assert_eq!(plan.kept, leases(&[4, 5]));
+        assert!(plan.give_back.is_empty());
+        assert_eq!(plan.take, 4);
+    }
+
+    #[test]
+    fn a_member_at_its_share_has_nothing_to_take() {
+        let plan = plan_claim(leases(&[1, 3]), 4, 2, &[]);
+        assert_eq!(plan.kept, leases(&[1, 3]));
+        assert!(plan.give_back.is_empty());
+        assert_eq!(plan.take, 0);
+    }
+
+    #[test]
+    fn more_members_than_partitions_hold_one_each_at_most() {
+        let plan = plan_claim(Vec::new(), 2, 5, &[]);
+        assert_eq!(plan.take, 1);
+        let plan = plan_claim(leases(&[0, 1]), 2, 5, &[1]);
+        assert_eq!(plan.kept, leases(&[1]));
+        assert_eq!(plan.give_back, vec![0]);
+        assert_eq!(plan.take, 0);
+    }
+
+    #[test]
+    fn a_group_without_partitions_gives_nothing() {
+        let plan = plan_claim(Vec::new(), 0, 1, &[]);
+        assert_eq!(plan, plan_claim(Vec::new(), 0, 3, &[7]));
+        assert_eq!(plan.take, 0);
+        assert!(plan.kept.is_empty() && plan.give_back.is_empty());
+    }
+
+    #[test]
+    fn what_is_held_after_a_claim_is_kept_and_taken_by_partition() {
+        let plan = plan_claim(leases(&[2]), 4, 1, &[]);
+        assert_eq!(plan.take, 3);
+        assert_eq!(plan.held(leases(&[3, 0, 1])), leases(&[0, 1, 2, 3]));
     }
 }

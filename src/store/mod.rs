@@ -9,6 +9,7 @@ mod migrate;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod time;
 pub mod webhooks;
 
 use std::sync::Arc;

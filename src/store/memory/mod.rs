@@ -1,5 +1,8 @@
 //! In-process store for tests and demos: the same contract as the durable backends.
 
+mod groups;
+pub use groups::MemoryGroups;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -13,7 +16,7 @@ use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent, StoredEvent};
 use crate::pattern::{any_matches, Pattern};
 use crate::query::{Order, Query};
-use crate::store::groups::{GroupStore, MemoryGroups};
+use crate::store::groups::GroupStore;
 use crate::store::webhooks::{
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
     EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,

@@ -12,7 +12,8 @@ use super::PostgresStore;
 use crate::error::{EventBusError, Result};
 use crate::event::SharedEvent;
 use crate::store::group_bell::{GroupBell, Rebalance};
-use crate::store::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
+use crate::store::groups::{plan_claim, DeadLetter, DeadLetterStatus, GroupStore, Lease};
+use crate::store::time::millis;
 use crate::store::unavailable;
 
 fn lease_rows(rows: &[PgRow]) -> Result<Vec<Lease>> {
@@ -55,10 +56,6 @@ fn dead_letter_row(row: &PgRow) -> Result<DeadLetter> {
 
 const DEAD_LETTER_COLUMNS: &str =
     "id, group_name, position, event, attempts, error, status, created_at, updated_at";
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 #[async_trait]
 impl GroupStore for PostgresStore {
@@ -122,9 +119,8 @@ impl GroupStore for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(fail)?;
-        let want = i64::from(fair_share(partitions as u32, members as u32));
-        // Renew what it holds, give back what exceeds its share: the highest partitions, those
-        // to keep last.
+        // Renew everything it holds and read it in one statement; what exceeds its share is given
+        // back next.
         let held = sqlx::query(
             "UPDATE event_bus_group_partitions SET lease_until = now() + $3 * interval '1 millisecond'
              WHERE group_name = $1 AND owner = $2 AND lease_until > now()
@@ -136,26 +132,23 @@ impl GroupStore for PostgresStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
-        let mut leases = lease_rows(&held)?;
-        leases.sort_by_key(|l| (!keep.contains(&l.partition), l.partition));
-        if leases.len() as i64 > want {
-            let extra: Vec<i32> = leases
-                .split_off(want as usize)
-                .iter()
-                .map(|l| l.partition as i32)
-                .collect();
+        let plan = plan_claim(lease_rows(&held)?, partitions as u32, members as u32, keep);
+        if !plan.give_back.is_empty() {
+            let give_back: Vec<i32> = plan.give_back.iter().map(|&p| p as i32).collect();
             sqlx::query(
                 "UPDATE event_bus_group_partitions SET owner = NULL, lease_until = NULL, updated_at = now()
                  WHERE group_name = $1 AND owner = $2 AND partition = ANY($3)",
             )
             .bind(group)
             .bind(member)
-            .bind(&extra)
+            .bind(&give_back)
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
-        } else if (leases.len() as i64) < want {
-            let taken = sqlx::query(
+        }
+        let mut taken = Vec::new();
+        if plan.take > 0 {
+            let rows = sqlx::query(
                 "UPDATE event_bus_group_partitions p
                  SET owner = $2, lease_until = now() + $3 * interval '1 millisecond', updated_at = now()
                  FROM (SELECT partition FROM event_bus_group_partitions
@@ -167,15 +160,14 @@ impl GroupStore for PostgresStore {
             .bind(group)
             .bind(member)
             .bind(lease_ms)
-            .bind(want - leases.len() as i64)
+            .bind(i64::try_from(plan.take).unwrap_or(i64::MAX))
             .fetch_all(&mut *tx)
             .await
             .map_err(fail)?;
-            leases.extend(lease_rows(&taken)?);
+            taken = lease_rows(&rows)?;
         }
         tx.commit().await.map_err(fail)?;
-        leases.sort_by_key(|l| l.partition);
-        Ok(leases)
+        Ok(plan.held(taken))
     }
 
     async fn commit(&self, group: &str, member: &str, checkpoints: &[Lease]) -> Result<Vec<u32>> {

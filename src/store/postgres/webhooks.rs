@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{row_event, PostgresStore};
 use crate::error::{EventBusError, Result};
+use crate::store::time::millis;
 use crate::store::unavailable;
 use crate::store::webhooks::{
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
@@ -90,10 +91,6 @@ fn delivery_row(row: &PgRow) -> Result<Delivery> {
         updated_at: row.try_get("updated_at").map_err(fail)?,
         attempt_log: Vec::new(),
     })
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;

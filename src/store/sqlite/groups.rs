@@ -4,24 +4,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::SqliteStore;
+use super::{now_ms, time, until, SqliteStore};
 use crate::error::{EventBusError, Result};
 use crate::event::{format_timestamp, SharedEvent};
 use crate::store::group_bell::GroupBell;
-use crate::store::groups::{fair_share, DeadLetter, DeadLetterStatus, GroupStore, Lease};
+use crate::store::groups::{plan_claim, DeadLetter, DeadLetterStatus, GroupStore, Lease};
 use crate::store::unavailable;
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn until(lease: Duration) -> i64 {
-    now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
-}
 
 fn lease_rows(rows: &[SqliteRow]) -> Result<Vec<Lease>> {
     let fail = |e| unavailable("reading group partitions", e);
@@ -38,12 +30,6 @@ fn lease_rows(rows: &[SqliteRow]) -> Result<Vec<Lease>> {
         .collect::<Result<Vec<_>>>()?;
     leases.sort_by_key(|l| l.partition);
     Ok(leases)
-}
-
-fn time(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| EventBusError::StoreUnavailable(format!("reading a dead-letter time: {e}")))
 }
 
 fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter> {
@@ -145,7 +131,6 @@ impl GroupStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(fail)?;
-        let want = i64::from(fair_share(partitions as u32, members as u32));
         let held = sqlx::query(
             "SELECT partition, checkpoint FROM event_bus_group_partitions
              WHERE group_name = ?1 AND owner = ?2 AND lease_until > ?3 ORDER BY partition",
@@ -156,13 +141,11 @@ impl GroupStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
-        let mut leases = lease_rows(&held)?;
-        // Give back what exceeds the share (the highest partitions, those to keep last), renew
-        // the rest.
-        leases.sort_by_key(|l| (!keep.contains(&l.partition), l.partition));
-        leases.truncate(want.max(0) as usize);
-        let renewed: Vec<u32> = leases.iter().map(|l| l.partition).collect();
-        let renewed = serde_json::to_string(&renewed).map_err(|e| {
+        let plan = plan_claim(lease_rows(&held)?, partitions as u32, members as u32, keep);
+        // One statement renews what it keeps and releases the rest it owns: what it gives back,
+        // and its leases that already expired.
+        let kept: Vec<u32> = plan.kept.iter().map(|l| l.partition).collect();
+        let kept = serde_json::to_string(&kept).map_err(|e| {
             EventBusError::StoreUnavailable(format!("encoding group partitions: {e}"))
         })?;
         sqlx::query(
@@ -173,13 +156,14 @@ impl GroupStore for SqliteStore {
         )
         .bind(group)
         .bind(member)
-        .bind(renewed)
+        .bind(kept)
         .bind(until)
         .execute(&mut *tx)
         .await
         .map_err(fail)?;
-        if (leases.len() as i64) < want {
-            let taken = sqlx::query(
+        let mut taken = Vec::new();
+        if plan.take > 0 {
+            let rows = sqlx::query(
                 "UPDATE event_bus_group_partitions SET owner = ?2, lease_until = ?3
                  WHERE group_name = ?1 AND partition IN (
                    SELECT partition FROM event_bus_group_partitions
@@ -191,15 +175,14 @@ impl GroupStore for SqliteStore {
             .bind(member)
             .bind(until)
             .bind(now)
-            .bind(want - leases.len() as i64)
+            .bind(i64::try_from(plan.take).unwrap_or(i64::MAX))
             .fetch_all(&mut *tx)
             .await
             .map_err(fail)?;
-            leases.extend(lease_rows(&taken)?);
+            taken = lease_rows(&rows)?;
         }
         tx.commit().await.map_err(fail)?;
-        leases.sort_by_key(|l| l.partition);
-        Ok(leases)
+        Ok(plan.held(taken))
     }
 
     async fn commit(&self, group: &str, member: &str, checkpoints: &[Lease]) -> Result<Vec<u32>> {

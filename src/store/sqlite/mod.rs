@@ -24,6 +24,7 @@ use crate::event::{format_timestamp, Event, SharedEvent, StoredEvent};
 use crate::query::Query;
 use crate::store::postgres::raw_json;
 use crate::store::sql::{push_common_filters, push_order_and_limit};
+use crate::store::time::millis;
 use crate::store::{existing, migrate, unavailable, Appended, Store, StoreOptions};
 
 pub(super) const COLUMNS: &str =
@@ -59,6 +60,26 @@ pub(super) fn row_event(row: &SqliteRow) -> Result<SharedEvent> {
         id_generated: false,
     };
     Ok(Arc::new(StoredEvent::new(event, position as u64)))
+}
+
+/// Reads a time stored as RFC 3339 text, as `format_timestamp` writes it.
+pub(super) fn time(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            EventBusError::StoreUnavailable(format!("reading a stored time {text:?}: {e}"))
+        })
+}
+
+/// Now in Unix milliseconds, as leases are stored: SQLite has no shared clock, so it is this
+/// process's.
+pub(super) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// When a lease taken now ends, in Unix milliseconds.
+pub(super) fn until(lease: Duration) -> i64 {
+    now_ms().saturating_add(millis(lease))
 }
 
 /// SQLITE_BUSY (5) or SQLITE_LOCKED (6): another connection holds the lock right now.

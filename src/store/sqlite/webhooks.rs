@@ -11,9 +11,11 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::time;
 use super::{row_event, SqliteStore, COLUMNS};
 use crate::error::{EventBusError, Result};
 use crate::event::{format_timestamp, SharedEvent};
+use crate::store::time::millis;
 use crate::store::unavailable;
 use crate::store::webhooks::{
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
@@ -33,19 +35,9 @@ fn bad(what: &str, e: impl std::fmt::Display) -> EventBusError {
     EventBusError::StoreUnavailable(format!("{what}: {e}"))
 }
 
-fn time(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| bad("reading a webhook time", e))
-}
-
 fn from_ms(ms: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| bad("reading a webhook time", format!("{ms} ms is out of range")))
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn uuid(text: &str) -> Result<Uuid> {
