@@ -176,17 +176,12 @@ impl WebhookStore for MemoryStore {
             e.events = events.clone();
             w.patterns = patterns;
         }
-        match patch.enabled {
-            Some(true) => {
-                e.enabled = true;
-                e.disabled_reason = None;
+        if let Some(switch) = patch.switch() {
+            e.enabled = switch.enabled;
+            e.disabled_reason = switch.disabled_reason.map(Into::into);
+            if switch.reset_failures {
                 e.consecutive_failures = 0;
             }
-            Some(false) => {
-                e.enabled = false;
-                e.disabled_reason = Some("disabled by update".into());
-            }
-            None => {}
         }
         if let Some(description) = &patch.description {
             e.description = description.clone();
@@ -302,29 +297,19 @@ impl WebhookStore for MemoryStore {
         }
         let mut disabled = Vec::new();
         for t in tally(outcomes).into_iter().filter(EndpointTally::changes) {
-            let (endpoint, reset, dead, gone) = (t.endpoint_id, t.reset, t.dead, t.gone);
-            let Some(w) = webhooks.endpoints.get_mut(&endpoint) else {
+            let Some(w) = webhooks.endpoints.get_mut(&t.endpoint_id) else {
                 continue;
             };
             let e = &mut w.endpoint;
-            let was_enabled = e.enabled;
-            e.consecutive_failures = if reset {
-                dead
-            } else {
-                e.consecutive_failures.saturating_add(dead)
-            };
-            let threshold = e.consecutive_failures >= disable_after;
-            if was_enabled && gone {
-                e.disabled_reason = Some("the endpoint answered 410 Gone".into());
-            } else if was_enabled && threshold {
-                e.disabled_reason = Some(format!("{disable_after} deliveries in a row failed"));
-            }
-            e.enabled = was_enabled && !gone && !threshold;
+            let verdict = t.verdict(e.health(), disable_after);
+            e.consecutive_failures = verdict.consecutive_failures;
             e.updated_at = now;
-            if was_enabled && !e.enabled {
+            if let Some(reason) = verdict.disable {
+                e.enabled = false;
+                e.disabled_reason = Some(reason.clone());
                 disabled.push(Disabled {
-                    endpoint_id: endpoint,
-                    reason: e.disabled_reason.clone().unwrap_or_default(),
+                    endpoint_id: t.endpoint_id,
+                    reason,
                 });
             }
         }
