@@ -894,6 +894,109 @@ async fn failures_disable_an_endpoint_at_the_threshold_or_at_once_on_gone(store:
     bus.close().await;
 }
 
+async fn one_record_judges_each_endpoint_of_its_batch(store: &TestStore) {
+    let bus = store.open(NO_WORKERS).await;
+    let ws = webhooks(&bus);
+    let mut ids = Vec::new();
+    for (prefix, events) in [("a", 3), ("b", 3), ("c", 1), ("d", 1), ("e", 1)] {
+        let e = ws
+            .insert_endpoint(&endpoint(&[&format!("{prefix}.*")], None, None))
+            .await
+            .expect("insert");
+        for i in 0..events {
+            publish(
+                &bus,
+                &json!({"type": format!("{prefix}.x"), "payload": i}).to_string(),
+            )
+            .await;
+        }
+        ids.push(e.id);
+    }
+    let [a, b, c, d, e] = [ids[0], ids[1], ids[2], ids[3], ids[4]];
+    let claimed = claim(&bus, 100).await;
+    assert_eq!(claimed.len(), 9);
+    let of = |id: Uuid| -> Vec<&DueDelivery> {
+        claimed.iter().filter(|d| d.endpoint_id == id).collect()
+    };
+    let (da, db, dc, dd, de) = (of(a), of(b), of(c), of(d), of(e));
+    assert!(ws
+        .record(
+            &[
+                outcome(da[0], Some(500), Next::Dead),
+                outcome(db[0], Some(500), Next::Dead),
+                outcome(da[1], Some(500), Next::Dead),
+            ],
+            3
+        )
+        .await
+        .expect("record")
+        .is_empty());
+    ws.update_endpoint(
+        d,
+        &EndpointPatch {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("disable")
+    .expect("exists");
+    let untouched = stored(&bus, e).await;
+
+    // Successes alone, a threshold reached, a 410, an endpoint already disabled and retries alone,
+    // all in one batch; disabled endpoints are reported in the order they first appear.
+    let later = Utc::now() + TimeDelta::hours(1);
+    let disabled = ws
+        .record(
+            &[
+                outcome(db[1], Some(500), Next::Dead),
+                outcome(da[2], Some(200), Next::Delivered),
+                outcome(dc[0], Some(410), Next::Gone),
+                outcome(dd[0], Some(500), Next::Dead),
+                outcome(db[2], None, Next::Dead),
+                outcome(de[0], Some(503), Next::RetryAt(later)),
+            ],
+            3,
+        )
+        .await
+        .expect("record");
+    assert_eq!(
+        disabled,
+        vec![
+            Disabled {
+                endpoint_id: b,
+                reason: "3 deliveries in a row failed".into(),
+            },
+            Disabled {
+                endpoint_id: c,
+                reason: "the endpoint answered 410 Gone".into(),
+            },
+        ]
+    );
+    let state = |e: situs_event_bus::store::webhooks::Endpoint| {
+        (e.enabled, e.consecutive_failures, e.disabled_reason)
+    };
+    assert_eq!(state(stored(&bus, a).await), (true, 0, None));
+    assert_eq!(
+        state(stored(&bus, b).await),
+        (false, 3, Some("3 deliveries in a row failed".into()))
+    );
+    assert_eq!(
+        state(stored(&bus, c).await),
+        (false, 0, Some("the endpoint answered 410 Gone".into()))
+    );
+    assert_eq!(
+        state(stored(&bus, d).await),
+        (false, 1, Some("disabled by update".into()))
+    );
+    assert_eq!(
+        stored(&bus, e).await,
+        untouched,
+        "retries alone change nothing"
+    );
+    bus.close().await;
+}
+
 async fn deliveries_are_listed_newest_first_and_filtered(store: &TestStore) {
     let bus = store.open(NO_WORKERS).await;
     let ws = webhooks(&bus);
@@ -1358,6 +1461,7 @@ conformance!(
     claims_sign_with_the_previous_secret_only_while_it_is_valid,
     records_statuses_and_the_attempt_history,
     failures_disable_an_endpoint_at_the_threshold_or_at_once_on_gone,
+    one_record_judges_each_endpoint_of_its_batch,
     deliveries_are_listed_newest_first_and_filtered,
     replays_make_deliveries_due_again_keeping_their_history,
     removing_an_endpoint_removes_its_deliveries_and_attempts,

@@ -183,6 +183,103 @@ impl EndpointTally {
     pub fn changes(&self) -> bool {
         self.reset || self.dead > 0 || self.gone
     }
+
+    /// The new count when the round settles it without the endpoint's state: successes alone
+    /// restart it at 0 and disable nothing, so a backend may write that without reading (or
+    /// locking) the row. None when `verdict` needs the state.
+    pub fn stateless_count(&self) -> Option<u32> {
+        (self.reset && self.dead == 0 && !self.gone).then_some(0)
+    }
+
+    /// The failure rule, the one every backend's `record` applies: a success restarts the count
+    /// (from the dead deliveries after it), dead deliveries add to it, and an enabled endpoint
+    /// is disabled at once by 410 Gone, or when dead deliveries bring the count to
+    /// `disable_after`. Only a round with a dead delivery can disable, so the configured
+    /// 1..=1_000_000 and a stray 0 alike leave a round of successes alone.
+    pub fn verdict(&self, before: EndpointHealth, disable_after: u32) -> Verdict {
+        let consecutive_failures = if self.reset {
+            self.dead
+        } else {
+            before.consecutive_failures.saturating_add(self.dead)
+        };
+        let threshold = self.dead > 0 && consecutive_failures >= disable_after;
+        // A disabled endpoint keeps the reason it was disabled for, and is not reported again.
+        let disable = if !before.enabled {
+            None
+        } else if self.gone {
+            Some(GONE_REASON.to_string())
+        } else if threshold {
+            Some(failures_reason(disable_after))
+        } else {
+            None
+        };
+        Verdict {
+            consecutive_failures,
+            disable,
+        }
+    }
+}
+
+/// The reason stored and reported for an endpoint `record` disabled on 410 Gone.
+pub const GONE_REASON: &str = "the endpoint answered 410 Gone";
+
+/// The reason stored for an endpoint an update disabled.
+pub const UPDATE_REASON: &str = "disabled by update";
+
+/// The reason stored and reported for an endpoint `record` disabled after `disable_after` dead
+/// deliveries in a row.
+pub fn failures_reason(disable_after: u32) -> String {
+    format!("{disable_after} deliveries in a row failed")
+}
+
+/// What the failure rule reads of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndpointHealth {
+    pub enabled: bool,
+    pub consecutive_failures: u32,
+}
+
+impl Endpoint {
+    /// What the failure rule reads of this endpoint.
+    pub fn health(&self) -> EndpointHealth {
+        EndpointHealth {
+            enabled: self.enabled,
+            consecutive_failures: self.consecutive_failures,
+        }
+    }
+}
+
+/// What a round of outcomes makes of one endpoint (`EndpointTally::verdict`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The new count of dead deliveries in a row.
+    pub consecutive_failures: u32,
+    /// Set when this round disables the (enabled) endpoint: the reason to store and report.
+    /// When None, `enabled` and the stored reason stay as they are.
+    pub disable: Option<String>,
+}
+
+/// What an update's `enabled` does to the rest of the endpoint (`EndpointPatch::switch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Switch {
+    pub enabled: bool,
+    /// The reason to store (None clears it).
+    pub disabled_reason: Option<&'static str>,
+    /// Whether the count of dead deliveries in a row restarts at 0.
+    pub reset_failures: bool,
+}
+
+impl EndpointPatch {
+    /// The update rule: turning an endpoint on is a fresh start (no reason, no failures
+    /// counted); turning it off says an update did it and keeps the count. None when the patch
+    /// leaves `enabled` alone.
+    pub fn switch(&self) -> Option<Switch> {
+        self.enabled.map(|enabled| Switch {
+            enabled,
+            disabled_reason: (!enabled).then_some(UPDATE_REASON),
+            reset_failures: enabled,
+        })
+    }
 }
 
 /// Tallies outcomes per endpoint, in the order endpoints first appear; within an endpoint, in
@@ -230,7 +327,8 @@ pub trait WebhookStore: Send + Sync {
 
     async fn endpoint(&self, id: Uuid) -> Result<Option<Endpoint>>;
 
-    /// None when there is no such endpoint. Re-enabling resets the failure count.
+    /// None when there is no such endpoint. Re-enabling resets the failure count
+    /// (`EndpointPatch::switch`).
     async fn update_endpoint(&self, id: Uuid, patch: &EndpointPatch) -> Result<Option<Endpoint>>;
 
     /// Removes the endpoint and its deliveries; false when there was none.
@@ -247,8 +345,8 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<Vec<DueDelivery>>;
 
     /// Records attempts and what follows each; a dead delivery counts against its endpoint,
-    /// which is disabled after `disable_after` in a row (or at once on 410). Returns the
-    /// endpoints this disabled.
+    /// which is disabled after `disable_after` in a row (or at once on 410), as
+    /// `EndpointTally::verdict` decides. Returns the endpoints this disabled.
     async fn record(&self, outcomes: &[Outcome], disable_after: u32) -> Result<Vec<Disabled>>;
 
     /// Newest first.
@@ -259,4 +357,169 @@ pub trait WebhookStore: Send + Sync {
 
     /// Makes an endpoint's dead deliveries (created at or after `since`) due again; returns how many.
     async fn replay_failed(&self, endpoint_id: Uuid, since: Option<DateTime<Utc>>) -> Result<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(reset: bool, dead: u32, gone: bool) -> EndpointTally {
+        EndpointTally {
+            endpoint_id: Uuid::nil(),
+            reset,
+            dead,
+            gone,
+        }
+    }
+
+    fn health(enabled: bool, consecutive_failures: u32) -> EndpointHealth {
+        EndpointHealth {
+            enabled,
+            consecutive_failures,
+        }
+    }
+
+    fn outcome(endpoint: u128, next: Next) -> Outcome {
+        Outcome {
+            delivery_id: 1,
+            endpoint_id: Uuid::from_u128(endpoint),
+            attempt: Attempt {
+                attempt: 1,
+                at: DateTime::<Utc>::UNIX_EPOCH,
+                status_code: None,
+                error: None,
+                latency_ms: 0,
+                response_body: None,
+            },
+            next,
+        }
+    }
+
+    #[test]
+    fn tally_counts_dead_deliveries_after_the_last_success_per_endpoint() {
+        let later = DateTime::<Utc>::UNIX_EPOCH;
+        let t = tally(&[
+            outcome(2, Next::Dead),
+            outcome(1, Next::Dead),
+            outcome(2, Next::Delivered),
+            outcome(2, Next::Dead),
+            outcome(1, Next::RetryAt(later)),
+            outcome(3, Next::RetryAt(later)),
+            outcome(1, Next::Gone),
+        ]);
+        let ids: Vec<Uuid> = t.iter().map(|t| t.endpoint_id).collect();
+        assert_eq!(
+            ids,
+            [2, 1, 3].map(Uuid::from_u128),
+            "in order of first appearance"
+        );
+        assert_eq!((t[0].reset, t[0].dead, t[0].gone), (true, 1, false));
+        assert_eq!((t[1].reset, t[1].dead, t[1].gone), (false, 1, true));
+        assert!(!t[2].changes(), "retries alone change nothing");
+    }
+
+    #[test]
+    fn dead_deliveries_add_up_and_a_success_restarts_the_count() {
+        let v = round(false, 2, false).verdict(health(true, 5), 50);
+        assert_eq!((v.consecutive_failures, v.disable), (7, None));
+        let v = round(true, 2, false).verdict(health(true, 5), 50);
+        assert_eq!((v.consecutive_failures, v.disable), (2, None));
+        let v = round(true, 0, false).verdict(health(true, 49), 50);
+        assert_eq!((v.consecutive_failures, v.disable), (0, None));
+        let v = round(false, 1, false).verdict(health(true, u32::MAX), 50);
+        assert_eq!(v.consecutive_failures, u32::MAX, "saturates");
+    }
+
+    #[test]
+    fn reaching_the_threshold_disables_with_its_number() {
+        let v = round(false, 1, false).verdict(health(true, 2), 3);
+        assert_eq!(v.consecutive_failures, 3);
+        assert_eq!(v.disable.as_deref(), Some("3 deliveries in a row failed"));
+        let v = round(true, 4, false).verdict(health(true, 0), 3);
+        assert_eq!(
+            v.disable,
+            Some(failures_reason(3)),
+            "past it, counted after a success"
+        );
+        let v = round(false, 1, false).verdict(health(true, 1), 3);
+        assert_eq!(v.disable, None);
+    }
+
+    #[test]
+    fn gone_disables_at_once_and_wins_over_the_threshold() {
+        let v = round(false, 0, true).verdict(health(true, 0), 50);
+        assert_eq!(
+            (v.consecutive_failures, v.disable.as_deref()),
+            (0, Some(GONE_REASON))
+        );
+        let v = round(false, 5, true).verdict(health(true, 0), 3);
+        assert_eq!(v.disable.as_deref(), Some("the endpoint answered 410 Gone"));
+    }
+
+    #[test]
+    fn a_disabled_endpoint_is_counted_but_not_disabled_again() {
+        let v = round(false, 1, true).verdict(health(false, 3), 3);
+        assert_eq!((v.consecutive_failures, v.disable), (4, None));
+    }
+
+    #[test]
+    fn only_a_round_with_a_dead_delivery_reaches_the_threshold() {
+        let v = round(true, 0, false).verdict(health(true, 7), 0);
+        assert_eq!((v.consecutive_failures, v.disable), (0, None));
+        let v = round(false, 1, false).verdict(health(true, 0), 0);
+        assert_eq!(v.disable, Some(failures_reason(0)));
+    }
+
+    #[test]
+    fn the_stateless_count_is_the_verdict_for_any_state() {
+        for (reset, dead, gone) in [
+            (true, 0, false),
+            (true, 1, false),
+            (false, 1, false),
+            (false, 0, true),
+            (true, 0, true),
+        ] {
+            let t = round(reset, dead, gone);
+            let Some(count) = t.stateless_count() else {
+                assert!(dead > 0 || gone, "{t:?} needs no state");
+                continue;
+            };
+            for before in [health(true, 0), health(true, 9), health(false, 9)] {
+                for disable_after in [0, 1, 3] {
+                    let v = t.verdict(before, disable_after);
+                    assert_eq!((v.consecutive_failures, v.disable), (count, None), "{t:?}");
+                }
+            }
+        }
+        assert_eq!(
+            round(false, 0, false).stateless_count(),
+            None,
+            "no change: none"
+        );
+    }
+
+    #[test]
+    fn switching_on_is_a_fresh_start_and_off_says_an_update_did_it() {
+        let patch = |enabled| EndpointPatch {
+            enabled,
+            ..Default::default()
+        };
+        assert_eq!(patch(None).switch(), None);
+        assert_eq!(
+            patch(Some(true)).switch(),
+            Some(Switch {
+                enabled: true,
+                disabled_reason: None,
+                reset_failures: true,
+            })
+        );
+        assert_eq!(
+            patch(Some(false)).switch(),
+            Some(Switch {
+                enabled: false,
+                disabled_reason: Some("disabled by update"),
+                reset_failures: false,
+            })
+        );
+    }
 }

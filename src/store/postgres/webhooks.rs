@@ -17,7 +17,7 @@ use crate::store::time::millis;
 use crate::store::unavailable;
 use crate::store::webhooks::{
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
-    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
+    EndpointHealth, EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
 
 const ENDPOINT_COLUMNS: &str = "id, url, events, tenant_id, project_id, description, secret, \
@@ -110,6 +110,106 @@ async fn sync_outbox(tx: &mut Tx) -> sqlx::Result<()> {
         .map(drop)
 }
 
+/// Applies the failure rule (`EndpointTally::verdict`) to the endpoints of recorded outcomes, in
+/// at most three statements whatever their number; returns those it disabled.
+async fn judge_endpoints(
+    tx: &mut Tx,
+    outcomes: &[Outcome],
+    disable_after: u32,
+) -> sqlx::Result<Vec<Disabled>> {
+    let tallies: Vec<EndpointTally> = tally(outcomes)
+        .into_iter()
+        .filter(EndpointTally::changes)
+        .collect();
+    let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    // Successes alone need no read or row lock, and write no new row version where the count is
+    // already what they set (the common case; every claim reads this table).
+    let (blind, counts): (Vec<Uuid>, Vec<i32>) = tallies
+        .iter()
+        .filter_map(|t| Some((t.endpoint_id, count(t.stateless_count()?))))
+        .unzip();
+    if !blind.is_empty() {
+        sqlx::query(
+            "UPDATE event_bus_webhook_endpoints e
+             SET consecutive_failures = u.failures, updated_at = now()
+             FROM UNNEST($1::uuid[], $2::int[]) AS u(id, failures)
+             WHERE e.id = u.id AND e.consecutive_failures <> u.failures",
+        )
+        .bind(&blind)
+        .bind(&counts)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let judged: Vec<&EndpointTally> = tallies
+        .iter()
+        .filter(|t| t.stateless_count().is_none())
+        .collect();
+    if judged.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = judged.iter().map(|t| t.endpoint_id).collect();
+    // Locked until commit, so the rule reads what it overwrites; in id order, so concurrent
+    // recorders lock rows in the same order. Removed endpoints are simply not found.
+    let rows: Vec<(Uuid, bool, i32)> = sqlx::query_as(
+        "SELECT id, enabled, consecutive_failures FROM event_bus_webhook_endpoints
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    let before: HashMap<Uuid, EndpointHealth> = rows
+        .into_iter()
+        .map(|(id, enabled, failures)| {
+            let consecutive_failures = failures.max(0) as u32;
+            (
+                id,
+                EndpointHealth {
+                    enabled,
+                    consecutive_failures,
+                },
+            )
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(before.len());
+    let mut counts = Vec::with_capacity(before.len());
+    let mut enabled = Vec::with_capacity(before.len());
+    let mut reasons: Vec<Option<String>> = Vec::with_capacity(before.len());
+    let mut disabled = Vec::new();
+    for t in judged {
+        let Some(health) = before.get(&t.endpoint_id) else {
+            continue;
+        };
+        let verdict = t.verdict(*health, disable_after);
+        ids.push(t.endpoint_id);
+        counts.push(count(verdict.consecutive_failures));
+        enabled.push(health.enabled && verdict.disable.is_none());
+        reasons.push(verdict.disable.clone());
+        if let Some(reason) = verdict.disable {
+            disabled.push(Disabled {
+                endpoint_id: t.endpoint_id,
+                reason,
+            });
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE event_bus_webhook_endpoints e
+             SET consecutive_failures = u.failures, enabled = u.enabled,
+                 disabled_reason = COALESCE(u.reason, e.disabled_reason), updated_at = now()
+             FROM UNNEST($1::uuid[], $2::int[], $3::bool[], $4::text[])
+                  AS u(id, failures, enabled, reason)
+             WHERE e.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&counts)
+        .bind(&enabled)
+        .bind(&reasons)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(disabled)
+}
+
 #[async_trait]
 impl WebhookStore for PostgresStore {
     async fn insert_endpoint(&self, e: &NewEndpoint) -> Result<Endpoint> {
@@ -194,14 +294,15 @@ impl WebhookStore for PostgresStore {
             Some((secret, until)) => (Some(secret), Some(*until)),
             None => (None, None),
         };
+        let switch = patch.switch();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE event_bus_webhook_endpoints SET
                url = COALESCE($2, url),
                events = COALESCE($3, events),
                type_regex = COALESCE($4, type_regex),
                enabled = COALESCE($5, enabled),
-               disabled_reason = CASE WHEN $5 THEN NULL WHEN $5 = false THEN 'disabled by update' ELSE disabled_reason END,
-               consecutive_failures = CASE WHEN $5 THEN 0 ELSE consecutive_failures END,
+               disabled_reason = CASE WHEN $5::bool IS NULL THEN disabled_reason ELSE $10::text END,
+               consecutive_failures = CASE WHEN $11 THEN 0 ELSE consecutive_failures END,
                description = CASE WHEN $6 THEN $7 ELSE description END,
                previous_secret = CASE WHEN $8::text IS NULL THEN previous_secret ELSE secret END,
                previous_secret_until = CASE WHEN $8::text IS NULL THEN previous_secret_until ELSE $9 END,
@@ -214,11 +315,13 @@ impl WebhookStore for PostgresStore {
         .bind(&patch.url)
         .bind(events)
         .bind(regex)
-        .bind(patch.enabled)
+        .bind(switch.map(|s| s.enabled))
         .bind(patch.description.is_some())
         .bind(patch.description.clone().flatten())
         .bind(new_secret)
         .bind(previous_until)
+        .bind(switch.and_then(|s| s.disabled_reason))
+        .bind(switch.is_some_and(|s| s.reset_failures))
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| unavailable("updating a webhook endpoint", e))?;
@@ -379,64 +482,9 @@ impl WebhookStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(fail)?;
-        let mut disabled = Vec::new();
-        for t in tally(outcomes).into_iter().filter(EndpointTally::changes) {
-            let (endpoint, reset, dead, gone) = (
-                t.endpoint_id,
-                t.reset,
-                i32::try_from(t.dead).unwrap_or(i32::MAX),
-                t.gone,
-            );
-            if dead == 0 && !gone {
-                // Only deliveries: reset the count, without writing a new row version when it is
-                // already 0 (the common case; every claim reads this table).
-                sqlx::query(
-                    "UPDATE event_bus_webhook_endpoints SET consecutive_failures = 0, updated_at = now()
-                     WHERE id = $1 AND consecutive_failures <> 0",
-                )
-                .bind(endpoint)
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
-                continue;
-            }
-            let was_enabled: Option<bool> = sqlx::query_scalar(
-                "SELECT enabled FROM event_bus_webhook_endpoints WHERE id = $1 FOR UPDATE",
-            )
-            .bind(endpoint)
-            .fetch_optional(&mut *tx)
+        let disabled = judge_endpoints(&mut tx, outcomes, disable_after)
             .await
             .map_err(fail)?;
-            let now: Option<(bool, Option<String>)> = sqlx::query_as(
-                "UPDATE event_bus_webhook_endpoints SET
-                   consecutive_failures = CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END,
-                   enabled = enabled AND NOT $4
-                     AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) < $5,
-                   disabled_reason = CASE
-                     WHEN NOT enabled THEN disabled_reason
-                     WHEN $4 THEN 'the endpoint answered 410 Gone'
-                     WHEN (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) >= $5
-                       THEN $5 || ' deliveries in a row failed'
-                     ELSE disabled_reason END,
-                   updated_at = now()
-                 WHERE id = $1
-                 RETURNING enabled, disabled_reason",
-            )
-            .bind(endpoint)
-            .bind(reset)
-            .bind(dead)
-            .bind(gone)
-            .bind(disable_after as i32)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(fail)?;
-            if let (Some(true), Some((false, reason))) = (was_enabled, now) {
-                disabled.push(Disabled {
-                    endpoint_id: endpoint,
-                    reason: reason.unwrap_or_default(),
-                });
-            }
-        }
         tx.commit().await.map_err(fail)?;
         Ok(disabled)
     }

@@ -19,7 +19,7 @@ use crate::store::time::millis;
 use crate::store::unavailable;
 use crate::store::webhooks::{
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
-    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
+    EndpointHealth, EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
 
 const ENDPOINT_COLUMNS: &str = "id, url, events, tenant_id, project_id, description, secret, \
@@ -212,14 +212,15 @@ impl WebhookStore for SqliteStore {
             Some((secret, until)) => (Some(secret), Some(format_timestamp(until))),
             None => (None, None),
         };
+        let switch = patch.switch();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE event_bus_webhook_endpoints SET
                url = COALESCE(?2, url),
                events = COALESCE(?3, events),
                type_regex = COALESCE(?4, type_regex),
                enabled = COALESCE(?5, enabled),
-               disabled_reason = CASE WHEN ?5 THEN NULL WHEN ?5 = 0 THEN 'disabled by update' ELSE disabled_reason END,
-               consecutive_failures = CASE WHEN ?5 THEN 0 ELSE consecutive_failures END,
+               disabled_reason = CASE WHEN ?5 IS NULL THEN disabled_reason ELSE ?11 END,
+               consecutive_failures = CASE WHEN ?12 THEN 0 ELSE consecutive_failures END,
                description = CASE WHEN ?6 THEN ?7 ELSE description END,
                previous_secret = CASE WHEN ?8 IS NULL THEN previous_secret ELSE secret END,
                previous_secret_until = CASE WHEN ?8 IS NULL THEN previous_secret_until ELSE ?9 END,
@@ -232,12 +233,14 @@ impl WebhookStore for SqliteStore {
         .bind(&patch.url)
         .bind(events)
         .bind(regex)
-        .bind(patch.enabled)
+        .bind(switch.map(|s| s.enabled))
         .bind(patch.description.is_some())
         .bind(patch.description.clone().flatten())
         .bind(new_secret)
         .bind(previous_until)
         .bind(format_timestamp(&Utc::now()))
+        .bind(switch.and_then(|s| s.disabled_reason))
+        .bind(switch.is_some_and(|s| s.reset_failures))
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| unavailable("updating a webhook endpoint", e))?;
@@ -423,51 +426,39 @@ impl WebhookStore for SqliteStore {
         }
         let mut disabled = Vec::new();
         for t in tally(outcomes).into_iter().filter(EndpointTally::changes) {
-            let (endpoint, reset, dead, gone) = (t.endpoint_id, t.reset, i64::from(t.dead), t.gone);
-            let current: Option<(bool, i64, Option<String>)> = sqlx::query_as(
-                "SELECT enabled, consecutive_failures, disabled_reason
-                 FROM event_bus_webhook_endpoints WHERE id = ?",
+            let current: Option<(bool, i64)> = sqlx::query_as(
+                "SELECT enabled, consecutive_failures FROM event_bus_webhook_endpoints WHERE id = ?",
             )
-            .bind(id_text(endpoint))
+            .bind(id_text(t.endpoint_id))
             .fetch_optional(&mut *tx)
             .await
             .map_err(fail)?;
-            let Some((was_enabled, failures, reason)) = current else {
+            let Some((enabled, failures)) = current else {
                 continue;
             };
-            let failures = if reset {
-                dead
-            } else {
-                failures.saturating_add(dead)
+            let before = EndpointHealth {
+                enabled,
+                consecutive_failures: failures.clamp(0, i64::from(u32::MAX)) as u32,
             };
-            let threshold = failures >= i64::from(disable_after);
-            let enabled = was_enabled && !gone && !threshold;
-            let reason = if !was_enabled {
-                reason
-            } else if gone {
-                Some("the endpoint answered 410 Gone".to_string())
-            } else if threshold {
-                Some(format!("{disable_after} deliveries in a row failed"))
-            } else {
-                reason
-            };
+            let verdict = t.verdict(before, disable_after);
             sqlx::query(
                 "UPDATE event_bus_webhook_endpoints
-                 SET consecutive_failures = ?2, enabled = ?3, disabled_reason = ?4, updated_at = ?5
+                 SET consecutive_failures = ?2, enabled = ?3,
+                     disabled_reason = COALESCE(?4, disabled_reason), updated_at = ?5
                  WHERE id = ?1",
             )
-            .bind(id_text(endpoint))
-            .bind(failures)
-            .bind(enabled)
-            .bind(&reason)
+            .bind(id_text(t.endpoint_id))
+            .bind(i64::from(verdict.consecutive_failures))
+            .bind(enabled && verdict.disable.is_none())
+            .bind(&verdict.disable)
             .bind(&now)
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
-            if was_enabled && !enabled {
+            if let Some(reason) = verdict.disable {
                 disabled.push(Disabled {
-                    endpoint_id: endpoint,
-                    reason: reason.unwrap_or_default(),
+                    endpoint_id: t.endpoint_id,
+                    reason,
                 });
             }
         }
