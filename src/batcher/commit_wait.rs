@@ -1,15 +1,15 @@
 //! The commit-wait protocol: when the writer holds a commit for publishes on their way, and how
 //! answered callers count as on their way until the binding that answers them says they have run.
 //!
-//! Two kinds of publish are expected ([`Expected`]):
+//! Two kinds of publish are expected (`Expected`):
 //! - arriving: admitted but not yet queued for the writer. A commit always waits for these (up to
-//!   [`ARRIVAL_WAIT`]);
+//!   `ARRIVAL_WAIT`);
 //! - returning: callers answered by an earlier commit who will probably publish again at once (one
 //!   awaiting each publish in a loop). A commit waits for these only while it is small
-//!   (under [`HOLD_FOR_RETURNS_BELOW`] events), and only on a store whose commit has a fixed cost.
+//!   (under `HOLD_FOR_RETURNS_BELOW` events), and only on a store whose commit has a fixed cost.
 //!
 //! A returning caller's token ([`Arrival`]) rides with its answer to the binding (the napi layer
-//! hands answers to JS in batches, [`HandOver`], cut at [`BATCH`] answers or about [`BATCH_BYTES`]).
+//! hands answers to JS in batches, [`HandOver`], cut at 4096 answers or about 8 MiB).
 //! While the batch is in transit ([`InTransit`]) the token holds the next commit. Each publish the
 //! binding hands over releases one token, oldest batch first (that publish now holds an arrival of
 //! its own); the binding reporting the oldest batches handled releases the rest of theirs (those
@@ -42,7 +42,7 @@ const BATCH_BYTES: usize = 8 << 20;
 
 /// A publish on its way to the writer: admitted but not yet queued, or a caller being answered who
 /// will probably publish again. While any exist, the writer holds a commit briefly (up to
-/// [`ARRIVAL_WAIT`]; for answered callers only a small commit) so they join it: concurrent
+/// `ARRIVAL_WAIT`; for answered callers only a small commit) so they join it: concurrent
 /// publishers then share one commit instead of alternating between a commit of one and a commit
 /// of the rest. Dropping it says the publish is here (or will not come).
 pub struct Arrival(Arc<InFlight>);
