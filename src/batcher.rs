@@ -4,9 +4,8 @@
 //!
 //! Answers are handed on by the writer itself, one after another before it does anything else,
 //! so the answers of one commit enter the napi layer's channel together; while those callers are
-//! on their way back ([`Batcher::expect_return`]) the next commit waits for them.
-//! Callers that await each publish then share commits, instead of splitting into groups that
-//! alternate between commits, each waiting for the other's.
+//! on their way back ([`Batcher::expect_return`]) the next commit waits for them. When a commit
+//! waits, and how answered callers count until they are back, is [`commit_wait`].
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -19,42 +18,17 @@ use tracing::Instrument;
 use crate::config::BatchConfig;
 use crate::error::{EventBusError, Result};
 use crate::event::Event;
-use crate::in_flight::InFlight;
 use crate::metrics::Metrics;
 use crate::store::{Appended, Store};
 use crate::tailer::Tailer;
 
+pub mod commit_wait;
+
+pub use commit_wait::Arrival;
+use commit_wait::{Expected, ARRIVAL_WAIT};
+
 /// Requests that may wait for the writer before publishers feel back-pressure.
 const QUEUE_DEPTH: usize = 16 * 1024;
-
-/// Longest a commit waits for publishes that were admitted but are still on their way.
-const ARRIVAL_WAIT: Duration = Duration::from_millis(2);
-
-/// A commit waits for answered callers to come back only while it holds fewer events than this:
-/// a bigger one already shares its fixed cost (round trip, flush) widely, and letting it go while
-/// the callers work overlaps their work with the commit (measured: 16 publishers with 32 publishes
-/// in flight each lost ~8% when every commit waited for them).
-const HOLD_FOR_RETURNS_BELOW: usize = 32;
-
-/// A publish on its way to the writer: admitted but not yet queued, or (see
-/// [`Batcher::expect_return`]) a caller being answered who will probably publish again. While any
-/// exist, the writer holds a commit briefly (up to [`ARRIVAL_WAIT`]; for answered callers only a
-/// small commit) so they join it: concurrent publishers then share one commit instead of
-/// alternating between a commit of one and a commit of the rest.
-pub struct Arrival(Arc<InFlight>);
-
-impl Arrival {
-    fn of(count: &Arc<InFlight>) -> Arrival {
-        count.add(1);
-        Arrival(count.clone())
-    }
-}
-
-impl Drop for Arrival {
-    fn drop(&mut self) {
-        self.0.done(1);
-    }
-}
 
 /// Receives the result of a write; run by the writer as it answers the commit, so it must be
 /// quick and must not block.
@@ -73,35 +47,10 @@ enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// The way to the writer task: publishes are queued through it, in order.
 pub struct Batcher {
     tx: mpsc::Sender<Msg>,
     expected: Expected,
-    /// Whether answered callers are expected back (see [`Batcher::expect_return`]).
-    hold_for_returns: bool,
-}
-
-/// Publishes the writer may wait for.
-#[derive(Clone, Default)]
-struct Expected {
-    /// Admitted, not yet queued.
-    arriving: Arc<InFlight>,
-    /// Answered callers on their way back.
-    returning: Arc<InFlight>,
-}
-
-impl Expected {
-    /// Whether a commit of `size` events should wait for more.
-    fn any(&self, size: usize) -> bool {
-        self.arriving.get() > 0 || (size < HOLD_FOR_RETURNS_BELOW && self.returning.get() > 0)
-    }
-
-    /// Resolves once what `any(size)` waits for is gone (check again: more may have come).
-    async fn gone(&self, size: usize) {
-        self.arriving.idle().await;
-        if size < HOLD_FOR_RETURNS_BELOW {
-            self.returning.idle().await;
-        }
-    }
 }
 
 impl Batcher {
@@ -113,26 +62,20 @@ impl Batcher {
         span: tracing::Span,
     ) -> Batcher {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let expected = Expected::default();
-        let hold_for_returns = store.fixed_commit_cost();
+        let expected = Expected::new(store.fixed_commit_cost());
         tokio::spawn(writer(rx, store, tailer, metrics, config, expected.clone()).instrument(span));
-        Batcher {
-            tx,
-            expected,
-            hold_for_returns,
-        }
+        Batcher { tx, expected }
     }
 
     /// Announces a publish that will reach `write` or `submit` soon (see [`Arrival`]).
     pub fn expect_arrival(&self) -> Arrival {
-        Arrival::of(&self.expected.arriving)
+        self.expected.arrival()
     }
 
     /// Announces a caller being answered who will probably publish again at once (one awaiting
     /// each publish in a loop); None where a commit costs too little for holding it to pay.
     pub fn expect_return(&self) -> Option<Arrival> {
-        self.hold_for_returns
-            .then(|| Arrival::of(&self.expected.returning))
+        self.expected.returning()
     }
 
     /// Queues `events` to be stored atomically, after everything queued before them; the writer
@@ -252,40 +195,5 @@ async fn commit(
         if std::panic::catch_unwind(AssertUnwindSafe(move || answer(result))).is_err() {
             tracing::error!("a publish's answer panicked");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use futures_util::FutureExt;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn a_small_commit_waits_for_returning_callers_a_big_one_only_for_arrivals() {
-        let expected = Expected::default();
-        assert!(!expected.any(1), "nothing expected");
-        let returning = Arrival::of(&expected.returning);
-        assert!(expected.any(1));
-        assert!(expected.any(HOLD_FOR_RETURNS_BELOW - 1));
-        assert!(!expected.any(HOLD_FOR_RETURNS_BELOW), "big enough to go");
-        let arriving = Arrival::of(&expected.arriving);
-        assert!(
-            expected.any(HOLD_FOR_RETURNS_BELOW * 10),
-            "admitted publishes always"
-        );
-
-        // gone() resolves once what held the commit is gone, and not before.
-        let gone = expected.gone(1);
-        tokio::pin!(gone);
-        assert!(gone.as_mut().now_or_never().is_none());
-        drop(arriving);
-        assert!(
-            gone.as_mut().now_or_never().is_none(),
-            "a caller is still returning"
-        );
-        drop(returning);
-        gone.await;
-        assert!(!expected.any(1));
     }
 }

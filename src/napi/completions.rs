@@ -4,17 +4,12 @@
 //! array `[[id, event], [id], [id, null, "CODE: message"], …]` (one wake-up and one `JSON.parse`
 //! for all; `[id]` when the caller asked for no event).
 //!
-//! An answer on its way to JS counts as an expected arrival at the writer (see
-//! `batcher::Arrival`) until JS has handled it: a caller awaiting each publish usually publishes
-//! again as soon as it is answered, and the writer then waits for it and the rest of its commit
-//! instead of committing whoever queued meanwhile alone (groups of callers would otherwise
-//! alternate between commits, each waiting for the other's). Each publish JS hands over releases
-//! one such token (that publish now holds an arrival of its own); JS reporting a batch handled
-//! (`settled`) releases the rest of that batch's.
+//! Each answer carries its caller's arrival token to JS; how batches are cut and when their
+//! tokens go is the commit-wait protocol, in the core (`batcher::commit_wait`), which JS feeds
+//! through `publishing` and `settled`. This file renders the batches and calls JS.
 
-use std::collections::VecDeque;
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
@@ -22,13 +17,9 @@ use napi::Status;
 use tokio::sync::mpsc;
 
 use super::js_callbacks::{weak, Tsfn};
+use crate::batcher::commit_wait::{HandOver, InTransit};
 use crate::batcher::Arrival;
 use crate::bus::{EventBus, Published};
-
-/// Most completions, and about the most bytes, handed over in one call (events may be large; a
-/// string past V8's limit could not be made at all).
-const BATCH: usize = 4096;
-const BATCH_BYTES: usize = 8 << 20;
 
 /// The bit of a publish id asking for a result without the event (see `NativeBus::publish_batch`).
 pub const QUIET: u32 = 1 << 31;
@@ -41,13 +32,11 @@ pub type Completion = (
     Option<Arrival>,
 );
 
-/// Arrival tokens of the answers handed to JS, one entry per batch, oldest first.
-type InTransit = Arc<Mutex<VecDeque<Vec<Arrival>>>>;
-
+/// The publish sink: where replies send their answers, and the batches JS holds.
 pub struct Completions {
     tx: mpsc::UnboundedSender<Completion>,
     bus: EventBus,
-    in_transit: InTransit,
+    in_transit: Arc<InTransit>,
 }
 
 impl Completions {
@@ -56,25 +45,22 @@ impl Completions {
     pub fn start(bus: &EventBus, settle: &Function<String, ()>) -> napi::Result<Completions> {
         let tsfn: Tsfn<()> = weak(settle)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
-        let in_transit = InTransit::default();
+        let in_transit = Arc::new(InTransit::default());
         let batches = in_transit.clone();
         bus.spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut out = String::from("[");
-                let mut tokens = Vec::new();
-                tokens.extend(push(&mut out, first));
-                for _ in 1..BATCH {
-                    if out.len() >= BATCH_BYTES {
-                        break;
-                    }
+                let mut batch = HandOver::default();
+                batch.add(push(&mut out, first));
+                while batch.has_room(out.len()) {
                     let Ok(next) = rx.try_recv() else { break };
                     out.push(',');
-                    tokens.extend(push(&mut out, next));
+                    batch.add(push(&mut out, next));
                 }
                 out.push(']');
-                lock(&batches).push_back(tokens);
+                batches.handing_over(batch);
                 if tsfn.call(out, ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
-                    lock(&batches).pop_back();
+                    batches.not_handed_over();
                     break; // the JS side is gone
                 }
             }
@@ -86,27 +72,14 @@ impl Completions {
         })
     }
 
-    /// JS is handing over `calls` publishes: as many expected callers are here (or JS is busy
-    /// publishing, and the others will be reported by `settled`), so as many tokens go.
+    /// JS is handing over `calls` publishes (see [`InTransit::publishing`]).
     pub fn publishing(&self, calls: usize) {
-        // Entries stay, even empty, until `settled` counts them off.
-        let mut batches = lock(&self.in_transit);
-        for _ in 0..calls {
-            let Some(token) = batches.iter_mut().find_map(Vec::pop) else {
-                break;
-            };
-            drop(token);
-        }
+        self.in_transit.publishing(calls);
     }
 
-    /// JS has handled the oldest `batches` batches, and everything their callers did at once.
+    /// JS has handled the oldest `batches` batches (see [`InTransit::settled`]).
     pub fn settled(&self, batches: u32) {
-        let mut in_transit = lock(&self.in_transit);
-        for _ in 0..batches {
-            if in_transit.pop_front().is_none() {
-                break;
-            }
-        }
+        self.in_transit.settled(batches);
     }
 
     /// Where one publish reports its result (an error if it ends without one, e.g. a panic, so
@@ -121,6 +94,7 @@ impl Completions {
     }
 }
 
+/// One publish's way back to JS (see [`Completions::reply`]).
 pub struct Reply {
     id: u32,
     quiet: bool,
@@ -163,8 +137,4 @@ fn push(out: &mut String, (id, result, token): Completion) -> Option<Arrival> {
         Err(reason) => write!(out, "[{id},null,{}]", serde_json::Value::String(reason)),
     };
     token
-}
-
-fn lock(in_transit: &InTransit) -> std::sync::MutexGuard<'_, VecDeque<Vec<Arrival>>> {
-    in_transit.lock().unwrap_or_else(|p| p.into_inner())
 }
