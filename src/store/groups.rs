@@ -166,6 +166,9 @@ pub trait GroupStore: Send + Sync {
     /// partitions it no longer holds (taken over after its lease expired).
     async fn commit(&self, group: &str, member: &str, checkpoints: &[Lease]) -> Result<Vec<u32>>;
 
+    /// Every group with its lowest partition checkpoint: where its slowest partition stands.
+    async fn lowest_checkpoints(&self) -> Result<Vec<(String, u64)>>;
+
     /// Releases the member's partitions and presence so others take over at once.
     async fn leave(&self, group: &str, member: &str) -> Result<()>;
 

@@ -46,6 +46,11 @@ fn migrations(backend: Backend) -> Vec<Migration> {
                 "append function",
                 include_str!("../../migrations/postgres/0006_append_function.sql"),
             ),
+            (
+                7,
+                "outbox depth index",
+                include_str!("../../migrations/postgres/0007_outbox_depth_index.sql"),
+            ),
         ],
         // Each backend numbers its migrations on its own: SQLite has no stored functions, so the
         // SQL-side publish (PostgreSQL migration 2) has no SQLite counterpart.
@@ -64,6 +69,11 @@ fn migrations(backend: Backend) -> Vec<Migration> {
                 3,
                 "webhooks",
                 include_str!("../../migrations/sqlite/0003_webhooks.sql"),
+            ),
+            (
+                4,
+                "outbox depth index",
+                include_str!("../../migrations/sqlite/0004_outbox_depth_index.sql"),
             ),
         ],
     };

@@ -95,6 +95,11 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Connections in use and idle, for a store with a pool (None for memory).
+    fn pool_stats(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Consumer-group state kept beside this log.
     fn groups(&self) -> &dyn GroupStore;
 

@@ -55,6 +55,26 @@ pub struct EndpointPatch {
     pub rotate: Option<(String, DateTime<Utc>)>,
 }
 
+/// How many deliveries wait in the outbox (pending, retrying) or were given up on (dead).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub pending: u64,
+    pub retrying: u64,
+    pub dead: u64,
+}
+
+impl OutboxDepth {
+    /// Adds `n` deliveries of `status` (a stored status name; delivered ones are not counted).
+    pub fn add(&mut self, status: &str, n: u64) {
+        match DeliveryStatus::parse(status) {
+            Some(DeliveryStatus::Pending) => self.pending += n,
+            Some(DeliveryStatus::Retrying) => self.retrying += n,
+            Some(DeliveryStatus::Dead) => self.dead += n,
+            Some(DeliveryStatus::Delivered) | None => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
@@ -351,6 +371,9 @@ pub trait WebhookStore: Send + Sync {
 
     /// Newest first.
     async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>>;
+
+    /// Deliveries in the outbox not yet delivered, by status (for the metrics).
+    async fn outbox_depth(&self) -> Result<OutboxDepth>;
 
     /// Makes a delivery due again now (its history is kept); false when there is none.
     async fn replay(&self, delivery_id: u64) -> Result<bool>;

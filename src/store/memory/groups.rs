@@ -50,6 +50,20 @@ fn free(owner: &Option<(String, std::time::Instant)>) -> bool {
 
 #[async_trait]
 impl GroupStore for MemoryGroups {
+    async fn lowest_checkpoints(&self) -> Result<Vec<(String, u64)>> {
+        let state = self.lock();
+        let mut lowest: Vec<(String, u64)> = state
+            .partitions
+            .iter()
+            .filter_map(|(group, parts)| {
+                let low = parts.iter().map(|p| p.checkpoint).min()?;
+                Some((group.clone(), low))
+            })
+            .collect();
+        lowest.sort();
+        Ok(lowest)
+    }
+
     async fn ensure_group(&self, group: &str, partitions: u32, start: u64) -> Result<u32> {
         let mut state = self.lock();
         let parts = state

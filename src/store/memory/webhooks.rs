@@ -13,7 +13,7 @@ use crate::event::SharedEvent;
 use crate::pattern::{any_matches, Pattern};
 use crate::store::webhooks::{
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
-    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
+    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, OutboxDepth, WebhookStore,
 };
 
 #[derive(Default)]
@@ -100,6 +100,15 @@ impl Webhooks {
 
 #[async_trait]
 impl WebhookStore for MemoryStore {
+    async fn outbox_depth(&self) -> Result<OutboxDepth> {
+        let state = self.state();
+        let mut depth = OutboxDepth::default();
+        for d in state.webhooks.deliveries.values() {
+            depth.add(d.status.as_str(), 1);
+        }
+        Ok(depth)
+    }
+
     async fn insert_endpoint(&self, e: &NewEndpoint) -> Result<Endpoint> {
         let patterns = Pattern::parse_all(&e.events)?;
         let mut state = self.state();

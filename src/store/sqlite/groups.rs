@@ -60,6 +60,20 @@ const DEAD_LETTER_COLUMNS: &str =
 
 #[async_trait]
 impl GroupStore for SqliteStore {
+    async fn lowest_checkpoints(&self) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT group_name, min(checkpoint) FROM event_bus_group_partitions
+             GROUP BY group_name ORDER BY group_name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("reading group checkpoints", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(group, low)| (group, low.max(0) as u64))
+            .collect())
+    }
+
     async fn ensure_group(&self, group: &str, partitions: u32, start: u64) -> Result<u32> {
         let fail = |e| unavailable("creating the consumer group", e);
         let mut tx = self

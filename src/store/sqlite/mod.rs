@@ -395,6 +395,11 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    fn pool_stats(&self) -> Option<(u64, u64)> {
+        let idle = self.pool.num_idle() as u64;
+        Some((u64::from(self.pool.size()).saturating_sub(idle), idle))
+    }
+
     fn groups(&self) -> &dyn crate::store::groups::GroupStore {
         self
     }

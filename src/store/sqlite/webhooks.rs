@@ -18,6 +18,7 @@ use crate::event::{format_timestamp, SharedEvent};
 use crate::store::time::millis;
 use crate::store::unavailable;
 use crate::store::webhooks::{
+    OutboxDepth,
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
     EndpointHealth, EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
 };
@@ -151,6 +152,22 @@ fn json_ids(ids: &[i64]) -> String {
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
+    async fn outbox_depth(&self) -> Result<OutboxDepth> {
+        // Through the partial index of undelivered rows (migration: outbox depth index).
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM event_bus_webhook_deliveries
+             WHERE status IN ('pending', 'retrying', 'dead') GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("counting the webhook outbox", e))?;
+        let mut depth = OutboxDepth::default();
+        for (status, n) in rows {
+            depth.add(&status, n.max(0) as u64);
+        }
+        Ok(depth)
+    }
+
     async fn insert_endpoint(&self, e: &NewEndpoint) -> Result<Endpoint> {
         let events =
             serde_json::to_string(&e.events).map_err(|e| bad("encoding webhook events", e))?;
