@@ -122,20 +122,30 @@ export class EventBusHandle {
     // A group retries a failed event before the next of its partition, so its batches stop at
     // the first failure (the core delivers the rest again).
     const stopAtFailure = typeof options?.group === 'string';
+    // Each handler call's time goes back with the batch's result, for the handler-duration
+    // histogram (off with `metrics.enabled: false`).
+    const timed = this.nativeBus.metricsEnabled;
     const deliver = async (json: string): Promise<string> => {
       const batch = JSON.parse(json) as Array<{ position: number; timestamp: string }>;
       let failures: Array<{ position: number; message: string }> | undefined;
+      const seconds: number[] | undefined = timed ? [] : undefined;
       for (const wire of batch) {
         // Unsubscribing stops delivery at once, even in the middle of a batch.
         if (!active) break;
+        const started = timed ? performance.now() : 0;
         try {
           const result = handler(fromWire<EventFor<P>>(wire));
           if (result && typeof (result as Promise<void>).then === 'function') await result;
         } catch (err) {
           (failures ??= []).push({ position: wire.position, message: messageOf(err) });
-          if (stopAtFailure) break;
+          if (stopAtFailure) {
+            seconds?.push((performance.now() - started) / 1000);
+            break;
+          }
         }
+        seconds?.push((performance.now() - started) / 1000);
       }
+      if (seconds) return JSON.stringify(failures ? { failures, seconds } : { seconds });
       return failures ? JSON.stringify(failures) : '';
     };
     const sub = nativeSync(() =>
@@ -289,6 +299,16 @@ export class EventBus extends EventBusHandle {
 
   metrics(): EventBusMetrics {
     return JSON.parse(nativeSync(() => this.nativeBus.metrics())) as EventBusMetrics;
+  }
+
+  /** The metrics as Prometheus text (format 0.0.4), every name prefixed `situs_event_bus_`. */
+  metricsText(): string {
+    return nativeSync(() => this.nativeBus.metricsText());
+  }
+
+  /** Where `metrics.listen` serves the metrics (`http://host:port/path`), or null. */
+  get metricsUrl(): string | null {
+    return this.nativeBus.metricsUrl ?? null;
   }
 
   get closed(): boolean {

@@ -230,6 +230,14 @@ export interface EventBusOptions {
   };
   /** When false, publish validates but stores and delivers nothing (EVENT_BUS_ENABLED). */
   enabled?: boolean;
+  metrics?: {
+    /** Histograms and labelled counts on the publish and delivery paths (default true; totals are always kept). */
+    enabled?: boolean;
+    /** How often the store's figures (webhook outbox, group lag) are read (default 5000). */
+    refreshIntervalMs?: number;
+    /** Serve Prometheus text over HTTP from this process (`bus.metricsUrl` once bound). */
+    listen?: { host?: string; port?: number; path?: string };
+  };
   webhook?: {
     /** Attempts after the first (WEBHOOK_RETRY_ATTEMPTS, default 3). */
     retryAttempts?: number;
@@ -318,6 +326,40 @@ export interface EventBusMetrics {
   /** SSE streams that began with `event: reset`. */
   sseResets: number;
   subscribers: number;
+  /** Publishes that failed for any reason (by code in `metricsText()`). */
+  publishErrors: number;
+  /** Admitted → answered, in seconds (histogram in `metricsText()`). */
+  publishSeconds: MetricTotals;
+  /** Per handled event, in seconds. */
+  handlerSeconds: MetricTotals;
+  /** Events per commit (`count` = commits). */
+  commitEvents: MetricTotals;
+  /** Per commit, in seconds. */
+  commitSeconds: MetricTotals;
+  /** Successful webhook attempts / attempts since the bus opened; null before the first. */
+  webhookSuccessRate: number | null;
+  /** Publish requests waiting for the writer. */
+  batcherQueue: number;
+  /** Events routed to live subscribers and not yet handled. */
+  subscriberQueue: number;
+  /** The webhook outbox, as of the latest refresh (`metrics.refreshIntervalMs`). */
+  webhookPending: number;
+  webhookRetrying: number;
+  webhookDeadDeliveries: number;
+  /** Consumer groups' lag, as of the latest refresh. */
+  groups: Array<{ group: string; events: number; seconds: number }>;
+  /** Store connections in use and idle (null for the memory store). */
+  poolInUse: number | null;
+  poolIdle: number | null;
+  processRssBytes: number;
+  /** Bytes of events queued for subscribers. */
+  bufferedBytes: number;
+}
+
+/** Count and sum of a histogram's observations. */
+export interface MetricTotals {
+  count: number;
+  sum: number;
 }
 
 /** A registered webhook endpoint (its secret is shown only by `register` and on rotation). */

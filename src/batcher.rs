@@ -78,6 +78,11 @@ impl Batcher {
         self.expected.returning()
     }
 
+    /// Publish requests waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues `events` to be stored atomically, after everything queued before them; the writer
     /// hands the result to `answer` (also when the writer has stopped: CLOSED).
     pub async fn submit(&self, events: Vec<Event>, arrival: Option<Arrival>, answer: Answer) {
@@ -176,8 +181,17 @@ async fn commit(
     requests: Vec<Vec<Event>>,
     answers: Vec<Answer>,
 ) {
-    Metrics::add(&metrics.batches, 1);
+    let started = std::time::Instant::now();
     let results = store.append(requests).await;
+    let took = started.elapsed();
+    // Counted for the whole commit at once (per-type counts cost a label lookup per type).
+    let mut all_fresh = Vec::new();
+    let mut appended_count = 0;
+    for result in results.iter().flatten() {
+        appended_count += result.len();
+        all_fresh.extend(result.iter().filter(|a| a.fresh).map(|a| a.event.clone()));
+    }
+    metrics.committed(&all_fresh, appended_count, took);
     for (result, answer) in results.into_iter().zip(answers) {
         if let Ok(appended) = &result {
             let fresh: Vec<_> = appended
@@ -185,8 +199,6 @@ async fn commit(
                 .filter(|a| a.fresh)
                 .map(|a| a.event.clone())
                 .collect();
-            Metrics::add(&metrics.published, fresh.len() as u64);
-            Metrics::add(&metrics.duplicates, (appended.len() - fresh.len()) as u64);
             // Requests are answered in store order, so handing over here keeps position order.
             tailer.local(fresh);
         }

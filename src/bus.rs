@@ -14,15 +14,16 @@ use crate::consumer_group::{GroupOptions, Members};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
 use crate::log_forward::{self, LogSink, Registration};
-use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::metrics::{refresh, Depths, Metrics, MetricsSnapshot};
 use crate::middleware::security::scoped_tenant;
 use crate::middleware::{Middleware, MiddlewareChain, MiddlewareId, Scope};
 use crate::pattern::Pattern;
 use crate::query::{EventFilter, Page};
 use crate::retention::Retention;
-use crate::router::{Replay, Router, Sink, StartFrom, SubscriberFilter, Subscription};
+use crate::router::{Consumer, Replay, Router, Sink, StartFrom, SubscriberFilter, Subscription};
 use crate::store::groups::{DeadLetter, DeadLetterStatus};
 use crate::store::{self, Store, StoreOptions};
+use crate::transport::metrics_http::{self, MetricsServer};
 use crate::tailer::Tailer;
 use crate::transport::sse::server::{self as sse_server, ListenOptions, SseServer};
 use crate::transport::sse::{Authorizer, Filter, Grant, Selection, Sse, StreamOptions};
@@ -78,6 +79,10 @@ struct Inner {
     gate: Gate,
     closing: OnceCell<()>,
     retention: Mutex<Option<Retention>>,
+    /// Reads the store's figures for the metrics.
+    metrics_refresh: tokio::task::JoinHandle<()>,
+    /// `/metrics` over HTTP, when `metrics.listen` is set.
+    metrics_server: Mutex<Option<MetricsServer>>,
     /// Consumer-group members of this instance, stopped (and their partitions handed back) on close.
     members: Members,
     /// Where background tasks run, also when called from outside the runtime (napi).
@@ -109,7 +114,7 @@ impl EventBus {
             acquire_timeout: config.store.acquire_timeout,
         };
         let store = store::open(&config.store_url, &store_options).await?;
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(config.metrics.enabled));
         let router = Router::new(metrics.clone());
         let tailer = Arc::new(
             Tailer::start(
@@ -129,6 +134,12 @@ impl EventBus {
             span.clone(),
         );
         let retention = Retention::spawn(store.clone(), config.retention.clone(), span.clone());
+        let metrics_refresh = refresh::spawn(
+            store.clone(),
+            metrics.clone(),
+            config.metrics.refresh_interval,
+            span.clone(),
+        );
         let webhooks = Webhooks::new(store.clone(), config.webhook.clone());
         let sse = Arc::new(Sse::new(
             store.clone(),
@@ -159,6 +170,8 @@ impl EventBus {
                 gate: Gate::default(),
                 closing: OnceCell::new(),
                 retention: Mutex::new(retention),
+                metrics_refresh,
+                metrics_server: Mutex::new(None),
                 members,
                 runtime: tokio::runtime::Handle::current(),
                 webhooks,
@@ -170,6 +183,23 @@ impl EventBus {
         };
         if bus.inner.config.webhook.workers {
             bus.start_webhook_workers()?;
+        }
+        if let Some(listen) = &bus.inner.config.metrics.listen {
+            // Weak: the server must not keep a closed bus alive.
+            let weak = Arc::downgrade(&bus.inner);
+            let render: metrics_http::Render = Arc::new(move || {
+                weak.upgrade()
+                    .map(|inner| EventBus { inner }.metrics_text())
+                    .unwrap_or_default()
+            });
+            let server = match metrics_http::serve(listen, render).await {
+                Ok(server) => server,
+                Err(e) => {
+                    bus.close().await;
+                    return Err(e);
+                }
+            };
+            *lock(&bus.inner.metrics_server) = Some(server);
         }
         Ok(bus)
     }
@@ -316,6 +346,7 @@ impl EventBus {
         let admitted = Admitted {
             bus: self.clone(),
             arrival: Some(self.inner.batcher.expect_arrival()),
+            since: std::time::Instant::now(),
         };
         self.inner.gate.check_open()?;
         Ok(admitted)
@@ -369,6 +400,8 @@ impl EventBus {
         sink: Arc<dyn Sink>,
     ) -> Result<Subscription> {
         self.inner.gate.check_open()?;
+        // The subscription's label in the metrics: what it listens to.
+        let consumer = Consumer::Handlers(patterns.join(","));
         let patterns = Pattern::parse_all(patterns)?;
         let filter = SubscriberFilter {
             tenant_id: scoped_tenant(scope, filter.tenant_id)?,
@@ -385,7 +418,7 @@ impl EventBus {
         Ok(self
             .inner
             .router
-            .subscribe(patterns, filter, sink, replay, span))
+            .subscribe(patterns, filter, sink, consumer, replay, span))
     }
 
     /// Joins consumer group `group.name`: with the other members of the group (in this and other
@@ -466,10 +499,33 @@ impl EventBus {
         self.admit()?.get_events(filter, scope).await
     }
 
+    /// The metrics as a JSON-able snapshot.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner
-            .metrics
-            .snapshot(self.inner.router.subscriber_count() as u64)
+        self.inner.metrics.snapshot(&self.depths())
+    }
+
+    /// Where `/metrics` is served (`metrics.listen`), once bound.
+    pub fn metrics_url(&self) -> Option<String> {
+        lock(&self.inner.metrics_server)
+            .as_ref()
+            .map(|s| s.url.clone())
+    }
+
+    /// The metrics as Prometheus text (format 0.0.4).
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.text(&self.depths())
+    }
+
+    /// Gauges of the bus's parts, read now.
+    fn depths(&self) -> Depths {
+        let inner = &self.inner;
+        Depths {
+            batcher: inner.batcher.queued() as u64,
+            subscribers: inner.router.pending() as u64,
+            subscriptions: inner.router.subscriber_count() as u64,
+            buffered_bytes: inner.router.buffered_bytes(),
+            pool: inner.store.pool_stats(),
+        }
     }
 
     /// Resolves once every event routed so far has been handled by its subscribers.
@@ -501,6 +557,10 @@ impl EventBus {
             .get_or_init(|| {
                 async {
                     inner.gate.close().await;
+                    inner.metrics_refresh.abort();
+                    if let Some(server) = lock(&inner.metrics_server).take() {
+                        server.stop();
+                    }
                     let retention = inner
                         .retention
                         .lock()
@@ -546,4 +606,8 @@ impl EventBus {
             })
             .await;
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -46,6 +46,25 @@ pub struct Config {
     pub validation: ValidationConfig,
     pub security: SecurityConfig,
     pub log_level: LogLevel,
+    pub metrics: MetricsConfig,
+}
+
+/// What the bus measures and where it serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Histograms and labelled counts on the publish and delivery paths (totals are always kept).
+    pub enabled: bool,
+    /// How often the store's figures (webhook outbox, group lag) are read.
+    pub refresh_interval: Duration,
+    /// Serve `/metrics` over HTTP from this process (for workers without a server of their own).
+    pub listen: Option<MetricsListen>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsListen {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
 }
 
 /// How events committed by other instances reach this one.
@@ -152,6 +171,11 @@ impl Default for Config {
                 disable_after_failures: 50,
                 poll_interval: Duration::from_millis(1000),
                 workers: true,
+            },
+            metrics: MetricsConfig {
+                enabled: true,
+                refresh_interval: Duration::from_secs(5),
+                listen: None,
             },
             sse: SseConfig {
                 heartbeat_interval_ms: 30_000,

@@ -17,10 +17,10 @@ pub use crate::backoff::Backoff;
 use crate::error::{EventBusError, Result};
 use crate::event::SharedEvent;
 use crate::in_flight::{Held, WakeHold};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SinkKind};
 use crate::pattern::{any_matches, Pattern};
 use crate::query::Query;
-use crate::router::{HandlerFailure, Sink, StartFrom, SubscriberFilter};
+use crate::router::{even_split, HandlerFailure, Sink, StartFrom, SubscriberFilter};
 use crate::store::group_bell::Rebalance;
 use crate::store::groups::{DeadLetter, Lease};
 use crate::store::Store;
@@ -376,6 +376,25 @@ impl Member {
         Ok(full)
     }
 
+    /// Calls the group's handler for `events` (it stops at the first failure) and counts what it
+    /// did: events handled, the failure, each handled event's time.
+    async fn call_handler(&self, events: &[SharedEvent]) -> Vec<HandlerFailure> {
+        let started = std::time::Instant::now();
+        let handled = self.sink.deliver_timed(events).await;
+        let (ok, failed) = match first_failure(events, &handled.failures) {
+            None => (events.len(), 0),
+            Some((index, _)) => (index, 1),
+        };
+        let seconds = handled
+            .seconds
+            .unwrap_or_else(|| even_split(started.elapsed(), ok + failed));
+        Metrics::add(&self.metrics.delivered, ok as u64);
+        self.metrics.delivered_to(SinkKind::Group, ok as u64);
+        let label = self.metrics.consumer(&self.options.name);
+        self.metrics.handled(&label, &seconds, failed as u64);
+        handled.failures
+    }
+
     /// Handles a partition's events in order, up to the first failure or until the member stops.
     async fn handle_partition(&self, events: &[SharedEvent]) -> PartitionOutcome {
         let mut outcome = PartitionOutcome {
@@ -385,16 +404,13 @@ impl Member {
         if self.stopping() {
             return outcome;
         }
-        let failures = self.sink.deliver(events).await;
+        let failures = self.call_handler(events).await;
         Metrics::add(&self.metrics.delivery_batches, 1);
         match first_failure(events, &failures) {
             None => {
-                Metrics::add(&self.metrics.delivered, events.len() as u64);
                 outcome.reached = events.last().map_or(0, |e| e.position);
             }
             Some((index, message)) => {
-                Metrics::add(&self.metrics.delivered, index as u64);
-                Metrics::add(&self.metrics.handler_errors, 1);
                 if index > 0 {
                     outcome.reached = events[index - 1].position;
                 }
@@ -446,17 +462,11 @@ impl Member {
                 return Retried::Stopped;
             }
             Metrics::add(&self.metrics.group_retries, 1);
-            let failures = self.sink.deliver(std::slice::from_ref(event)).await;
+            let failures = self.call_handler(std::slice::from_ref(event)).await;
             calls += 1;
             match first_failure(std::slice::from_ref(event), &failures) {
-                None => {
-                    Metrics::add(&self.metrics.delivered, 1);
-                    return Retried::Delivered { calls };
-                }
-                Some((_, message)) => {
-                    Metrics::add(&self.metrics.handler_errors, 1);
-                    error = message;
-                }
+                None => return Retried::Delivered { calls },
+                Some((_, message)) => error = message,
             }
         }
         Retried::GaveUp { calls, error }
@@ -478,14 +488,10 @@ impl Member {
         for letter in letters {
             let outcome = match self.dead_letter_event(&letter).await {
                 Ok(event) => {
-                    let failures = self.sink.deliver(std::slice::from_ref(&event)).await;
+                    let failures = self.call_handler(std::slice::from_ref(&event)).await;
                     match first_failure(std::slice::from_ref(&event), &failures) {
-                        None => {
-                            Metrics::add(&self.metrics.delivered, 1);
-                            (true, 1, String::new())
-                        }
+                        None => (true, 1, String::new()),
                         Some((_, message)) => {
-                            Metrics::add(&self.metrics.handler_errors, 1);
                             match self.retry(&event, 1, message).await {
                                 Retried::Delivered { calls } => (true, calls, String::new()),
                                 Retried::GaveUp { calls, error } => (false, calls, error),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -14,7 +14,7 @@ use tracing::{warn, Instrument};
 
 use crate::event::SharedEvent;
 use crate::in_flight::InFlight;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SinkKind};
 use crate::pattern::{any_matches, Pattern};
 use crate::query::Query;
 use crate::store::Store;
@@ -29,12 +29,47 @@ pub struct HandlerFailure {
     pub message: String,
 }
 
+/// What a sink reports for a batch: the handler calls that failed and, when the sink measured
+/// them, each event's handler time in seconds (in batch order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Handled {
+    pub failures: Vec<HandlerFailure>,
+    pub seconds: Option<Vec<f64>>,
+}
+
 /// Where a subscriber's events go: a JS handler (napi layer) or Rust code.
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
     /// Handles a batch in position order; resolves when every handler call has settled and
     /// returns the ones that failed.
     async fn deliver(&self, events: &[SharedEvent]) -> Vec<HandlerFailure>;
+
+    /// As [`Sink::deliver`], with each event's handler time when the sink measures it (the JS
+    /// sink does; others are timed as a batch by the caller).
+    async fn deliver_timed(&self, events: &[SharedEvent]) -> Handled {
+        Handled {
+            failures: self.deliver(events).await,
+            seconds: None,
+        }
+    }
+}
+
+/// Who a subscription delivers to, as the metrics count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumer {
+    /// Handlers (a `subscribe` call): labelled by this name (capped), timed, errors counted.
+    Handlers(String),
+    /// The SSE hub: events delivered to the SSE sink.
+    Sse,
+    /// Internal wake-ups (a consumer group's doorbell): not counted as deliveries.
+    Wake,
+}
+
+/// Bytes an event holds while queued, as the metrics count them.
+pub(crate) fn queued_bytes(event: &SharedEvent) -> u64 {
+    let e = &event.event;
+    (e.payload.get().len() + e.metadata.as_ref().map_or(0, |m| m.get().len()) + e.event_type.len())
+        as u64
 }
 
 /// Which events a subscriber wants besides its patterns (`subscribe(…, { projectId, tenantId })`);
@@ -116,6 +151,8 @@ pub struct Router {
     metrics: Arc<Metrics>,
     /// Events queued for or being handled by subscribers.
     pending: Arc<InFlight>,
+    /// Their bytes (see [`queued_bytes`]).
+    buffered: Arc<AtomicU64>,
     /// Highest position this instance committed; a live subscriber starts after it, so it never
     /// receives an event whose publish resolved before it subscribed.
     head: AtomicU64,
@@ -172,6 +209,7 @@ impl Router {
             next_id: AtomicU64::new(0),
             metrics,
             pending: Arc::new(InFlight::default()),
+            buffered: Arc::default(),
             head: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
             observers: RwLock::new(Vec::new()),
@@ -186,6 +224,7 @@ impl Router {
         patterns: Vec<Pattern>,
         filter: SubscriberFilter,
         sink: Arc<dyn Sink>,
+        consumer: Consumer,
         replay: Option<Replay>,
         span: tracing::Span,
     ) -> Subscription {
@@ -202,11 +241,17 @@ impl Router {
             };
             (r, query)
         });
+        let consumer = match consumer {
+            Consumer::Handlers(name) => Consumer::Handlers(self.metrics.consumer(&name)),
+            other => other,
+        };
         let delivery = Delivery {
             sink,
+            consumer,
             cancelled: cancelled.clone(),
             metrics: self.metrics.clone(),
             pending: self.pending.clone(),
+            buffered: self.buffered.clone(),
         };
         // The route exists before the replay reads anything (so no event falls between the
         // replay and the live queue), and the head is read with the route table locked (so a
@@ -284,9 +329,12 @@ impl Router {
                 {
                     // Counted before sending so the delivery task can never count below zero.
                     self.pending.add(1);
+                    let bytes = queued_bytes(event);
+                    self.buffered.fetch_add(bytes, Ordering::Relaxed);
                     if route.queue.send(event.clone()).is_err() {
                         // The subscriber is going away.
                         self.pending.done(1);
+                        self.buffered.fetch_sub(bytes, Ordering::Relaxed);
                     }
                 }
             }
@@ -306,6 +354,11 @@ impl Router {
 
     pub fn pending(&self) -> usize {
         self.pending.get()
+    }
+
+    /// Bytes of the events queued for subscribers (see [`queued_bytes`]).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.buffered.load(Ordering::Relaxed)
     }
 
     /// The last position routed (or handed over for routing) in this process.
@@ -351,9 +404,11 @@ impl Router {
 
 struct Delivery {
     sink: Arc<dyn Sink>,
+    consumer: Consumer,
     cancelled: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     pending: Arc<InFlight>,
+    buffered: Arc<AtomicU64>,
 }
 
 impl Delivery {
@@ -362,14 +417,31 @@ impl Delivery {
     }
 
     async fn deliver(&self, batch: &[SharedEvent]) {
-        let failures = self.sink.deliver(batch).await;
+        let name = match &self.consumer {
+            Consumer::Handlers(name) => name,
+            Consumer::Sse => {
+                self.sink.deliver(batch).await;
+                self.metrics
+                    .delivered_to(SinkKind::Sse, batch.len() as u64);
+                return;
+            }
+            Consumer::Wake => {
+                self.sink.deliver(batch).await;
+                return;
+            }
+        };
+        let started = Instant::now();
+        let handled = self.sink.deliver_timed(batch).await;
+        let seconds = handled
+            .seconds
+            .unwrap_or_else(|| even_split(started.elapsed(), batch.len()));
+        let failed = handled.failures.len().min(batch.len());
         Metrics::add(&self.metrics.delivery_batches, 1);
-        Metrics::add(
-            &self.metrics.delivered,
-            (batch.len() - failures.len().min(batch.len())) as u64,
-        );
-        Metrics::add(&self.metrics.handler_errors, failures.len() as u64);
-        for failure in failures {
+        Metrics::add(&self.metrics.delivered, (batch.len() - failed) as u64);
+        self.metrics
+            .delivered_to(SinkKind::Subscriber, (batch.len() - failed) as u64);
+        self.metrics.handled(name, &seconds, failed as u64);
+        for failure in handled.failures {
             warn!(position = failure.position, error = %failure.message, "event handler failed");
         }
     }
@@ -405,6 +477,12 @@ impl Delivery {
     }
 }
 
+/// A batch's time shared evenly among its events (for sinks that do not time each one).
+pub(crate) fn even_split(took: Duration, events: usize) -> Vec<f64> {
+    let each = took.as_secs_f64() / events.max(1) as f64;
+    vec![each; events]
+}
+
 async fn deliver_loop(
     mut rx: mpsc::UnboundedReceiver<SharedEvent>,
     delivery: Delivery,
@@ -420,13 +498,16 @@ async fn deliver_loop(
     let mut batch = Vec::with_capacity(64);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let received = batch.len();
+        let mut bytes: u64 = batch.iter().map(queued_bytes).sum();
         if delivery.cancelled() {
             // Unsubscribed: what is still queued will never be handled.
             rx.close();
-            while rx.try_recv().is_ok() {
+            while let Ok(event) = rx.try_recv() {
+                bytes += queued_bytes(&event);
                 delivery.pending.done(1);
             }
             delivery.pending.done(received);
+            delivery.buffered.fetch_sub(bytes, Ordering::Relaxed);
             break;
         }
         // Live events the replay already delivered are skipped.
@@ -440,6 +521,7 @@ async fn deliver_loop(
             delivery.deliver(&batch).await;
         }
         delivery.pending.done(received);
+        delivery.buffered.fetch_sub(bytes, Ordering::Relaxed);
         batch.clear();
     }
 }

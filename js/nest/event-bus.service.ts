@@ -107,6 +107,11 @@ export class EventBusService {
     return this.bus.metrics();
   }
 
+  /** The metrics as Prometheus text (for a `/metrics` controller). */
+  metricsText(): string {
+    return this.bus.metricsText();
+  }
+
   /** Events consumer groups gave up on, newest first. */
   deadLetters(query?: DeadLetterQuery): Promise<DeadLetter[]> {
     return this.bus.deadLetters(query);

@@ -44,6 +44,8 @@ pub struct Admitted {
     pub(super) bus: EventBus,
     /// Held until a publish is queued for the writer (dropped at once by other operations).
     pub(super) arrival: Option<Arrival>,
+    /// When the caller started it (a publish's latency is measured from here).
+    pub(super) since: std::time::Instant,
 }
 
 impl Drop for Admitted {
@@ -103,6 +105,13 @@ impl Admitted {
         let span = self.bus.publish_span(kind, events.len());
         let arrival = self.arrival.take();
         let bus = &self.bus;
+        // Every answer is measured, refused or stored: latency and errors by code.
+        let metrics = bus.inner.metrics.clone();
+        let since = self.since;
+        let done = move |result: Result<Vec<Published>>| {
+            metrics.answered(since.elapsed(), result.as_ref().err().map(|e| e.code()));
+            done(result)
+        };
         let accepted = match bus
             .accept(events, scope, indexed)
             .instrument(span.clone())

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    BatchConfig, Config, DeliveryConfig, LogLevel, RetentionConfig, SecurityConfig, SseConfig,
-    StoreConfig, ValidationConfig, WebhookConfig,
+    BatchConfig, Config, DeliveryConfig, LogLevel, MetricsConfig, MetricsListen, RetentionConfig,
+    SecurityConfig, SseConfig, StoreConfig, ValidationConfig, WebhookConfig,
 };
 use crate::error::{EventBusError, Result};
 use crate::json_input::parse_object;
@@ -31,6 +31,23 @@ struct Options {
     validation: Option<ValidationOptions>,
     security: Option<SecurityOptions>,
     log_level: Option<LogLevel>,
+    metrics: Option<MetricsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MetricsOptions {
+    enabled: Option<bool>,
+    refresh_interval_ms: Option<u64>,
+    listen: Option<MetricsListenOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MetricsListenOptions {
+    host: Option<String>,
+    port: Option<u16>,
+    path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -365,6 +382,38 @@ impl SseConfig {
     }
 }
 
+impl MetricsConfig {
+    fn resolve(input: MetricsOptions, d: &MetricsConfig) -> Result<MetricsConfig> {
+        let listen = match input.listen {
+            None => None,
+            Some(l) => {
+                let path = l.path.unwrap_or_else(|| "/metrics".to_string());
+                if !path.starts_with('/') {
+                    return Err(invalid(format!(
+                        "metrics.listen.path must start with \"/\", got {path:?}"
+                    )));
+                }
+                Some(MetricsListen {
+                    host: l.host.unwrap_or_else(|| "127.0.0.1".to_string()),
+                    // 0 picks a free port (see the bus's metricsAddress).
+                    port: l.port.unwrap_or(0),
+                    path,
+                })
+            }
+        };
+        Ok(MetricsConfig {
+            enabled: input.enabled.unwrap_or(d.enabled),
+            refresh_interval: millis(
+                input.refresh_interval_ms,
+                d.refresh_interval,
+                100..=3_600_000,
+                "metrics.refreshIntervalMs",
+            )?,
+            listen,
+        })
+    }
+}
+
 impl BatchConfig {
     fn resolve(input: BatchOptions, d: &BatchConfig) -> Result<BatchConfig> {
         Ok(BatchConfig {
@@ -422,6 +471,7 @@ pub(super) fn resolve(options_json: &str, env: &HashMap<String, String>) -> Resu
     let webhook = WebhookConfig::resolve(options.webhook.unwrap_or_default(), env, &d.webhook)?;
     let sse = SseConfig::resolve(options.sse.unwrap_or_default(), env, &d.sse)?;
     let batch = BatchConfig::resolve(options.batch.unwrap_or_default(), &d.batch)?;
+    let metrics = MetricsConfig::resolve(options.metrics.unwrap_or_default(), &d.metrics)?;
     let validation =
         ValidationConfig::resolve(options.validation.unwrap_or_default(), &d.validation)?;
     Ok(Config {
@@ -441,5 +491,6 @@ pub(super) fn resolve(options_json: &str, env: &HashMap<String, String>) -> Resu
                 .unwrap_or(false),
         },
         log_level: options.log_level.unwrap_or(d.log_level),
+        metrics,
     })
 }

@@ -13,7 +13,7 @@ use crate::event::SharedEvent;
 use crate::in_flight::WakeHold;
 use crate::metrics::Metrics;
 use crate::pattern::Pattern;
-use crate::router::{HandlerFailure, Router, Sink, SubscriberFilter, Subscription};
+use crate::router::{Consumer, HandlerFailure, Router, Sink, SubscriberFilter, Subscription};
 use crate::store::Store;
 
 /// The consumer-group members of one bus.
@@ -86,6 +86,7 @@ impl Members {
                 wake: wake.clone(),
                 busy: busy.clone(),
             }),
+            Consumer::Wake,
             None,
             span.clone(),
         );

@@ -323,6 +323,24 @@ impl NativeBus {
             .map_err(|e| napi::Error::from_reason(e.to_string()))
     }
 
+    /// Prometheus text exposition.
+    #[napi]
+    pub fn metrics_text(&self) -> String {
+        self.bus.metrics_text()
+    }
+
+    /// Where `/metrics` is served (`metrics.listen`), if it is.
+    #[napi(getter)]
+    pub fn metrics_url(&self) -> Option<String> {
+        self.bus.metrics_url()
+    }
+
+    /// Whether handlers should be timed (`metrics.enabled`).
+    #[napi(getter)]
+    pub fn metrics_enabled(&self) -> bool {
+        self.bus.config().metrics.enabled
+    }
+
     /// Resolves once every event routed so far has been handled (a no-op round trip when idle).
     #[napi]
     pub async fn when_idle(&self) {

@@ -10,7 +10,7 @@ use crate::error::{EventBusError, Result};
 use crate::event::{json_array, Event, SharedEvent};
 use crate::log_forward::{LogRecord, LogSink};
 use crate::middleware::{Middleware, Scope};
-use crate::router::{HandlerFailure, Sink};
+use crate::router::{Handled, HandlerFailure, Sink};
 use crate::transport::sse::{AuthRequest, Authorizer, Grant};
 
 pub type Tsfn<Return> = ThreadsafeFunction<String, Return, String, Status, false, true>;
@@ -35,9 +35,26 @@ impl JsSink {
     }
 }
 
+/// What JS's deliver callback answers: `''` (all handled, untimed), a failures array, or
+/// `{"failures"?: […], "seconds": […]}` when handlers are timed.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsHandled {
+    Failures(Vec<HandlerFailure>),
+    Timed {
+        #[serde(default)]
+        failures: Vec<HandlerFailure>,
+        seconds: Vec<f64>,
+    },
+}
+
 #[async_trait]
 impl Sink for JsSink {
     async fn deliver(&self, events: &[SharedEvent]) -> Vec<HandlerFailure> {
+        self.deliver_timed(events).await.failures
+    }
+
+    async fn deliver_timed(&self, events: &[SharedEvent]) -> Handled {
         let batch = json_array(events.iter().map(|e| e.json()));
         let outcome = match self.tsfn.call_async(batch).await {
             Ok(promise) => promise.await,
@@ -52,11 +69,21 @@ impl Sink for JsSink {
                 })
                 .collect()
         };
+        let failures_only = |failures| Handled {
+            failures,
+            seconds: None,
+        };
         match outcome {
-            Ok(failures) if failures.is_empty() => Vec::new(),
-            Ok(failures) => serde_json::from_str(&failures)
-                .unwrap_or_else(|e| all_failed(format!("unreadable handler result: {e}"))),
-            Err(e) => all_failed(e.reason),
+            Ok(answer) if answer.is_empty() => Handled::default(),
+            Ok(answer) => match serde_json::from_str(&answer) {
+                Ok(JsHandled::Failures(failures)) => failures_only(failures),
+                Ok(JsHandled::Timed { failures, seconds }) => Handled {
+                    failures,
+                    seconds: Some(seconds),
+                },
+                Err(e) => failures_only(all_failed(format!("unreadable handler result: {e}"))),
+            },
+            Err(e) => failures_only(all_failed(e.reason)),
         }
     }
 }

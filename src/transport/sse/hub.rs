@@ -306,7 +306,7 @@ impl Hub {
         });
         entry.readers.insert(id, reader.clone());
         state.connections += 1;
-        Metrics::add(&self.metrics.sse_connections, 1);
+        self.metrics.sse_connections.inc();
         drop(state);
         Connection {
             id,
@@ -329,7 +329,7 @@ impl Hub {
                 state.feeds.remove(key);
             }
             state.connections -= 1;
-            self.metrics.sse_connections.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.sse_connections.dec();
         }
     }
 
@@ -342,7 +342,7 @@ impl Hub {
             }
         }
         let n = std::mem::take(&mut state.connections) as u64;
-        self.metrics.sse_connections.fetch_sub(n, Ordering::Relaxed);
+        self.metrics.sse_connections.dec_by(n as i64);
     }
 
     pub fn connections(&self) -> usize {
@@ -391,9 +391,7 @@ impl Hub {
         });
         if dropped > 0 {
             state.connections -= dropped;
-            self.metrics
-                .sse_connections
-                .fetch_sub(dropped as u64, Ordering::Relaxed);
+            self.metrics.sse_connections.dec_by(dropped as i64);
             Metrics::add(&self.metrics.sse_dropped, dropped as u64);
             tracing::debug!(count = dropped, "slow SSE clients dropped");
         }
@@ -553,9 +551,9 @@ pub(super) mod tests {
             hub.publish(&[event(p, "a.b", "t1")]);
             assert_eq!(positions(&fast.next(10).await.expect("fast")), [p]);
         }
-        assert_eq!(metrics.sse_dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.sse_dropped.get(), 0);
         hub.publish(&[event(5, "a.b", "t1")]);
-        assert_eq!(metrics.sse_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.sse_dropped.get(), 1);
         assert_eq!(
             closed.load(Ordering::Relaxed),
             1,
@@ -567,7 +565,7 @@ pub(super) mod tests {
         drop(slow);
         drop(fast);
         assert_eq!(hub.connections(), 0);
-        assert_eq!(metrics.sse_connections.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.sse_connections.get(), 0);
         assert!(hub.lock().feeds.is_empty());
     }
 
@@ -595,6 +593,6 @@ pub(super) mod tests {
         tokio::task::yield_now().await;
         hub.close_all();
         assert!(waiting.await.expect("join"));
-        assert_eq!(metrics.sse_connections.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.sse_connections.get(), 0);
     }
 }

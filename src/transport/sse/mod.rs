@@ -275,6 +275,7 @@ impl Sse {
                     Pattern::parse_all(&["**".to_string()])?,
                     SubscriberFilter::default(),
                     Arc::new(HubSink(hub.clone())),
+                    crate::router::Consumer::Sse,
                     Some(crate::router::Replay {
                         store: self.store.clone(),
                         after: head,
@@ -305,6 +306,10 @@ impl Sse {
         let connection = hub.connect(filter, last, on_drop);
         if reset {
             Metrics::add(&self.metrics.sse_resets, 1);
+        } else if last.is_some() {
+            // A reconnect: what it missed comes from the store when the ring no longer has it.
+            self.metrics
+                .sse_replayed(connection.store_replay.is_none());
         }
         Ok(Stream {
             hub,

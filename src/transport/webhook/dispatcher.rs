@@ -20,7 +20,7 @@ use crate::backoff::Backoff;
 use crate::config::WebhookConfig;
 use crate::error::{EventBusError, Result};
 use crate::event::format_timestamp;
-use crate::metrics::Metrics;
+use crate::metrics::{AttemptOutcome, Metrics};
 use crate::store::webhooks::{Attempt, Disabled, DueDelivery, Next, Outcome};
 use crate::store::Store;
 
@@ -307,7 +307,8 @@ impl Pool {
             }
             Err(message) => (None, None, None, Some(message)),
         };
-        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let took = started.elapsed();
+        let latency_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
         let next = match status {
             Some(s) if (200..300).contains(&s) => Next::Delivered,
             Some(410) => Next::Gone,
@@ -328,15 +329,19 @@ impl Pool {
         // Absent fields (`status` without a response) are left out of the record.
         let event = d.event.event.id;
         let cause = failure_cause(status, error.as_deref());
+        let outcome = match next {
+            Next::Delivered => AttemptOutcome::Success,
+            Next::Dead | Next::Gone => AttemptOutcome::Dead,
+            Next::RetryAt(_) => AttemptOutcome::Retry,
+        };
+        self.metrics
+            .webhook_attempt(&d.endpoint_id.to_string(), outcome, took);
         match next {
-            Next::Delivered => Metrics::add(&self.metrics.webhooks_delivered, 1),
+            Next::Delivered => {}
             Next::Dead | Next::Gone => {
-                Metrics::add(&self.metrics.webhook_failures, 1);
-                Metrics::add(&self.metrics.webhooks_dead, 1);
                 warn!(delivery = d.id, endpoint = %d.endpoint_id, %event, webhook_id = %id, status, error = cause.as_deref(), "webhook delivery is dead");
             }
             Next::RetryAt(at) => {
-                Metrics::add(&self.metrics.webhook_failures, 1);
                 debug!(delivery = d.id, endpoint = %d.endpoint_id, %event, webhook_id = %id, status, error = cause.as_deref(), retry_at = %format_timestamp(&at), "webhook attempt failed; will retry");
             }
         }
