@@ -270,6 +270,9 @@ describe.each(backends)('%s: webhooks', (_name, makeStore) => {
     await eventually(() => announced.length === 1, 'the announcement');
     expect(announced[0]).toEqual({ endpointId: endpoint.id, url: r.url, reason: 'the endpoint answered 410 Gone' });
     expect(await bus.webhooks.get(endpoint.id)).toMatchObject({ enabled: false, disabledReason: 'the endpoint answered 410 Gone' });
+    // One dead delivery, counted once, under its endpoint.
+    expect(bus.metrics()).toMatchObject({ webhooksDead: 1, webhookFailures: 1, webhooksDelivered: 0, webhookSuccessRate: 0 });
+    expect(bus.metricsText()).toContain(`situs_event_bus_webhook_attempts_total{endpoint="${endpoint.id}",outcome="dead"} 1\n`);
     await bus.publish({ type: 'a.b', payload: 2, tenantId: 't1' });
     expect(await bus.webhooks.deliveries({ endpointId: endpoint.id })).toHaveLength(1);
     expect(r.received).toHaveLength(1);

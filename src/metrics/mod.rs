@@ -86,7 +86,7 @@ pub struct Depths {
     pub subscribers: u64,
     /// Live subscriptions.
     pub subscriptions: u64,
-    /// Bytes of events the bus holds in memory (subscriber queues, SSE replay ring).
+    /// Bytes of events queued in memory for subscribers (payload, metadata and type).
     pub buffered_bytes: u64,
     /// Store connections in use and idle (None for the memory store).
     pub pool: Option<(u64, u64)>,
@@ -281,11 +281,7 @@ impl Metrics {
             Unit::Seconds,
             self.publish_seconds.histogram.clone(),
         );
-        r.register(
-            "commits",
-            "Group commits performed",
-            self.batches.clone(),
-        );
+        r.register("commits", "Group commits performed", self.batches.clone());
         r.register(
             "commit_events",
             "Events per group commit",
@@ -403,7 +399,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "buffered",
-            "Bytes of events the bus holds in memory (subscriber queues, SSE replay ring)",
+            "Bytes of events queued in memory for subscribers (payload, metadata and type)",
             Unit::Bytes,
             self.buffered_bytes.clone(),
         );
@@ -531,7 +527,9 @@ impl Metrics {
     /// An SSE reconnect was replayed from the ring (`true`) or the store.
     pub fn sse_replayed(&self, from_ring: bool) {
         let source = if from_ring { "ring" } else { "store" };
-        self.sse_replays.get_or_create(&SourceLabel { source }).inc();
+        self.sse_replays
+            .get_or_create(&SourceLabel { source })
+            .inc();
     }
 
     /// The store's figures from the latest refresh (see `bus`'s metrics refresh).
