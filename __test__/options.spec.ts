@@ -31,6 +31,7 @@ const everyOption: DeepRequired<EventBusOptions> = {
   validation: { maxPayloadBytes: 65_536, schemas: { 'order.placed': { type: 'object' } } },
   security: { requireTenant: false },
   delivery: { pollIntervalMs: 250 },
+  health: { storeTimeoutMs: 800, listenerDownMs: 20_000, maxWebhookBacklog: 500, maxGroupLagEvents: 5000, maxGroupLagMs: 60_000 },
   metrics: { enabled: true, refreshIntervalMs: 1000, listen: { host: '127.0.0.1', port: 0, path: '/metrics' } },
   logger: (_record: LogRecord) => undefined,
   logLevel: 'warn',

@@ -7,6 +7,7 @@ import { Sse, SseStreams } from './sse';
 import { Webhooks } from './webhooks';
 import type {
   BusEvent,
+  BusHealth,
   DeadLetter,
   DeadLetterQuery,
   EventBusMetrics,
@@ -299,6 +300,15 @@ export class EventBus extends EventBusHandle {
 
   metrics(): EventBusMetrics {
     return JSON.parse(nativeSync(() => this.nativeBus.metrics())) as EventBusMetrics;
+  }
+
+  /**
+   * Whether the bus can do its work now: the store answers, the LISTEN connection is up, webhook
+   * deliveries and consumer groups keep up (limits in `health`). Checked afresh on each call, so
+   * it is healthy again as soon as the cause is gone.
+   */
+  health(): Promise<BusHealth> {
+    return native(async () => JSON.parse(await this.nativeBus.health()) as BusHealth);
   }
 
   /** The metrics as Prometheus text (format 0.0.4), every name prefixed `situs_event_bus_`. */

@@ -7,6 +7,7 @@ export type { EventBusErrorCode } from './errors';
 export { EventType } from './types';
 export type {
   BusEvent,
+  BusHealth,
   DeadLetter,
   DeadLetterQuery,
   EventBusMetrics,
@@ -16,10 +17,12 @@ export type {
   EventMap,
   EventPage,
   EventQuery,
+  HealthCheck,
   KnownEventType,
   LogLevel,
   LogRecord,
   MatchingTypes,
+  MetricTotals,
   Middleware,
   PayloadOf,
   PublishedEvent,

@@ -230,6 +230,19 @@ export interface EventBusOptions {
   };
   /** When false, publish validates but stores and delivers nothing (EVENT_BUS_ENABLED). */
   enabled?: boolean;
+  /** When `bus.health()` reports the bus unhealthy. */
+  health?: {
+    /** The store must answer within this (default 1000). */
+    storeTimeoutMs?: number;
+    /** The LISTEN connection may be down this long before it counts (default 30000). */
+    listenerDownMs?: number;
+    /** Webhook deliveries waiting (pending + retrying) above this (default 10000). */
+    maxWebhookBacklog?: number;
+    /** A consumer group this many positions behind the head (default 100000)… */
+    maxGroupLagEvents?: number;
+    /** …or whose oldest unhandled event is this old (default 600000). */
+    maxGroupLagMs?: number;
+  };
   metrics?: {
     /** Histograms and labelled counts on the publish and delivery paths (default true; totals are always kept). */
     enabled?: boolean;
@@ -354,6 +367,27 @@ export interface EventBusMetrics {
   processRssBytes: number;
   /** Bytes of events queued for subscribers. */
   bufferedBytes: number;
+}
+
+/** One check of `bus.health()`: `reason` says why it is not ok (or notes an ok one). */
+export interface HealthCheck {
+  ok: boolean;
+  reason?: string;
+}
+
+/** `bus.health()`: healthy when every check is ok; checked afresh on each call. */
+export interface BusHealth {
+  healthy: boolean;
+  checks: {
+    /** The store answers a read within `health.storeTimeoutMs`. */
+    store: HealthCheck;
+    /** The LISTEN connection (PostgreSQL) is up, or down for less than `health.listenerDownMs`. */
+    listener: HealthCheck;
+    /** Webhook deliveries waiting are at most `health.maxWebhookBacklog`. */
+    webhookWorkers: HealthCheck;
+    /** Every consumer group is within `health.maxGroupLagEvents` and `health.maxGroupLagMs`. */
+    consumerGroups: HealthCheck;
+  };
 }
 
 /** Count and sum of a histogram's observations. */

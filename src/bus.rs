@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::consumer_group::{GroupOptions, Members};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
+use crate::health::{self, HealthReport};
 use crate::log_forward::{self, LogSink, Registration};
 use crate::metrics::{refresh, Depths, Metrics, MetricsSnapshot};
 use crate::middleware::security::scoped_tenant;
@@ -23,8 +24,8 @@ use crate::retention::Retention;
 use crate::router::{Consumer, Replay, Router, Sink, StartFrom, SubscriberFilter, Subscription};
 use crate::store::groups::{DeadLetter, DeadLetterStatus};
 use crate::store::{self, Store, StoreOptions};
-use crate::transport::metrics_http::{self, MetricsServer};
 use crate::tailer::Tailer;
+use crate::transport::metrics_http::{self, MetricsServer};
 use crate::transport::sse::server::{self as sse_server, ListenOptions, SseServer};
 use crate::transport::sse::{Authorizer, Filter, Grant, Selection, Sse, StreamOptions};
 use crate::transport::webhook::{dispatcher, Webhooks};
@@ -502,6 +503,11 @@ impl EventBus {
     /// The metrics as a JSON-able snapshot.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.metrics.snapshot(&self.depths())
+    }
+
+    /// Whether the bus can do its work now (see [`crate::health`]); each call checks afresh.
+    pub async fn health(&self) -> HealthReport {
+        health::check(&*self.inner.store, &self.inner.config.health).await
     }
 
     /// Where `/metrics` is served (`metrics.listen`), once bound.

@@ -47,6 +47,22 @@ pub struct Config {
     pub security: SecurityConfig,
     pub log_level: LogLevel,
     pub metrics: MetricsConfig,
+    pub health: HealthConfig,
+}
+
+/// When `bus.health()` reports the bus unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// The store must answer a read within this.
+    pub store_timeout: Duration,
+    /// The LISTEN connection may be down this long (reconnects are normal) before it counts.
+    pub listener_down: Duration,
+    /// Webhook deliveries waiting (pending + retrying) above this count.
+    pub max_webhook_backlog: u64,
+    /// A consumer group this many positions behind the head, or whose oldest unhandled event is
+    /// this old.
+    pub max_group_lag_events: u64,
+    pub max_group_lag: Duration,
 }
 
 /// What the bus measures and where it serves it.
@@ -171,6 +187,13 @@ impl Default for Config {
                 disable_after_failures: 50,
                 poll_interval: Duration::from_millis(1000),
                 workers: true,
+            },
+            health: HealthConfig {
+                store_timeout: Duration::from_secs(1),
+                listener_down: Duration::from_secs(30),
+                max_webhook_backlog: 10_000,
+                max_group_lag_events: 100_000,
+                max_group_lag: Duration::from_secs(600),
             },
             metrics: MetricsConfig {
                 enabled: true,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod consumer_group;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod in_flight;
 mod json_input;
 pub mod log_forward;

@@ -3,6 +3,7 @@ import { messageOf } from '../errors';
 import type { EventBus, TenantEventBus } from '../event-bus';
 import type {
   BusEvent,
+  BusHealth,
   DeadLetter,
   DeadLetterQuery,
   EventBusMetrics,
@@ -20,10 +21,12 @@ import { OPENED_BUS, type OpenedBus } from './opened-bus';
 /** What `EventBusService.health()` reports. */
 export interface EventBusServiceHealth {
   healthy: boolean;
-  /** How long the store took to answer, when it did. */
+  /** How long the checks took, when they answered. */
   latencyMs?: number;
-  /** Why the bus is not healthy. */
+  /** Why the bus is not healthy: the failing checks' reasons. */
   reason?: string;
+  /** Each check of `bus.health()` (absent when it did not answer within `timeoutMs`). */
+  checks?: BusHealth['checks'];
 }
 
 /**
@@ -80,21 +83,28 @@ export class EventBusService {
   }
 
   /**
-   * Whether the store answers: one read, given `timeoutMs` (default 1000) to answer. Healthy
-   * again as soon as it answers again; nothing is reopened.
+   * `bus.health()` (the store, the LISTEN connection, the webhook backlog, consumer-group lag),
+   * given `timeoutMs` (default: the bus's `health.storeTimeoutMs` plus a second) to answer.
+   * Healthy again as soon as the cause is gone; nothing is reopened.
    */
   async health(options: { timeoutMs?: number } = {}): Promise<EventBusServiceHealth> {
-    const timeoutMs = options.timeoutMs ?? 1000;
+    const timeoutMs = options.timeoutMs ?? 2000;
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        this.bus.getEvents({ limit: 1 }),
+      const report = await Promise.race([
+        this.bus.health(),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer from the store within ${timeoutMs} ms`)), timeoutMs);
         }),
       ]);
-      return { healthy: true, latencyMs: Date.now() - started };
+      const latencyMs = Date.now() - started;
+      if (report.healthy) return { healthy: true, latencyMs, checks: report.checks };
+      const reason = Object.entries(report.checks)
+        .filter(([, check]) => !check.ok)
+        .map(([name, check]) => `${name}: ${check.reason ?? 'not ok'}`)
+        .join('; ');
+      return { healthy: false, latencyMs, reason, checks: report.checks };
     } catch (err) {
       return { healthy: false, reason: messageOf(err) };
     } finally {

@@ -8,15 +8,16 @@ import { EventBusService } from './event-bus.service';
 import { getEventBusServiceToken } from './tokens';
 
 export interface EventBusHealthOptions {
-  /** How long the store round trip may take before the bus counts as down (default 1000 ms). */
+  /** How long the checks may take before the bus counts as down (default 2000 ms). */
   timeoutMs?: number;
   /** The bus to check, for apps with several (`EventBusModule.forRoot({ name })`); default: the unnamed one. */
   bus?: string;
 }
 
 /**
- * Reports whether the bus's store answers: `isHealthy(key)` reads one event with a short timeout
- * (`EventBusService.health()`). Add it to the providers of the module holding your
+ * Reports `bus.health()` (store, LISTEN connection, webhook backlog, group lag) through
+ * `EventBusService.health()`: `isHealthy(key)` is up with each check, or down with the failing
+ * ones. Add it to the providers of the module holding your
  * `@HealthCheck()` controller (that module imports `TerminusModule` and sees `EventBusModule`).
  */
 @Injectable()
@@ -34,6 +35,8 @@ export class EventBusHealthIndicator {
       options.bus === undefined ? this.defaultBus : this.moduleRef.get<EventBusService>(getEventBusServiceToken(options.bus), { strict: false });
     if (!service) throw new EventBusError('INVALID_CONFIG', 'EventBusHealthIndicator: no unnamed EventBusModule is visible here (pass { bus })');
     const result = await service.health({ timeoutMs: options.timeoutMs });
-    return result.healthy ? indicator.up({ latencyMs: result.latencyMs }) : indicator.down({ message: result.reason });
+    return result.healthy
+      ? indicator.up({ latencyMs: result.latencyMs, checks: result.checks })
+      : indicator.down({ message: result.reason, checks: result.checks });
   }
 }

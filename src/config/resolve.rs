@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    BatchConfig, Config, DeliveryConfig, LogLevel, MetricsConfig, MetricsListen, RetentionConfig,
-    SecurityConfig, SseConfig, StoreConfig, ValidationConfig, WebhookConfig,
+    BatchConfig, Config, DeliveryConfig, HealthConfig, LogLevel, MetricsConfig, MetricsListen,
+    RetentionConfig, SecurityConfig, SseConfig, StoreConfig, ValidationConfig, WebhookConfig,
 };
 use crate::error::{EventBusError, Result};
 use crate::json_input::parse_object;
@@ -32,6 +32,17 @@ struct Options {
     security: Option<SecurityOptions>,
     log_level: Option<LogLevel>,
     metrics: Option<MetricsOptions>,
+    health: Option<HealthOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HealthOptions {
+    store_timeout_ms: Option<u64>,
+    listener_down_ms: Option<u64>,
+    max_webhook_backlog: Option<u64>,
+    max_group_lag_events: Option<u64>,
+    max_group_lag_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -382,6 +393,45 @@ impl SseConfig {
     }
 }
 
+impl HealthConfig {
+    fn resolve(input: HealthOptions, d: &HealthConfig) -> Result<HealthConfig> {
+        Ok(HealthConfig {
+            store_timeout: millis(
+                input.store_timeout_ms,
+                d.store_timeout,
+                1..=600_000,
+                "health.storeTimeoutMs",
+            )?,
+            listener_down: millis(
+                input.listener_down_ms,
+                d.listener_down,
+                0..=86_400_000,
+                "health.listenerDownMs",
+            )?,
+            max_webhook_backlog: setting(
+                input.max_webhook_backlog,
+                None,
+                d.max_webhook_backlog,
+                0..=u64::MAX,
+                "health.maxWebhookBacklog",
+            )?,
+            max_group_lag_events: setting(
+                input.max_group_lag_events,
+                None,
+                d.max_group_lag_events,
+                0..=u64::MAX,
+                "health.maxGroupLagEvents",
+            )?,
+            max_group_lag: millis(
+                input.max_group_lag_ms,
+                d.max_group_lag,
+                0..=u64::MAX,
+                "health.maxGroupLagMs",
+            )?,
+        })
+    }
+}
+
 impl MetricsConfig {
     fn resolve(input: MetricsOptions, d: &MetricsConfig) -> Result<MetricsConfig> {
         let listen = match input.listen {
@@ -472,6 +522,7 @@ pub(super) fn resolve(options_json: &str, env: &HashMap<String, String>) -> Resu
     let sse = SseConfig::resolve(options.sse.unwrap_or_default(), env, &d.sse)?;
     let batch = BatchConfig::resolve(options.batch.unwrap_or_default(), &d.batch)?;
     let metrics = MetricsConfig::resolve(options.metrics.unwrap_or_default(), &d.metrics)?;
+    let health = HealthConfig::resolve(options.health.unwrap_or_default(), &d.health)?;
     let validation =
         ValidationConfig::resolve(options.validation.unwrap_or_default(), &d.validation)?;
     Ok(Config {
@@ -492,5 +543,6 @@ pub(super) fn resolve(options_json: &str, env: &HashMap<String, String>) -> Resu
         },
         log_level: options.log_level.unwrap_or(d.log_level),
         metrics,
+        health,
     })
 }

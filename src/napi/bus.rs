@@ -323,6 +323,16 @@ impl NativeBus {
             .map_err(|e| napi::Error::from_reason(e.to_string()))
     }
 
+    /// `bus.health()` as JSON.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn health<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, String>> {
+        let bus = self.bus.clone();
+        spawn(env, async move {
+            serde_json::to_string(&bus.health().await)
+                .map_err(|e| crate::error::EventBusError::StoreUnavailable(e.to_string()))
+        })
+    }
+
     /// Prometheus text exposition.
     #[napi]
     pub fn metrics_text(&self) -> String {

@@ -95,6 +95,12 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Since when the notification connection (LISTEN) has been down, if it is; None while it
+    /// is up or for stores without one.
+    fn listener_down_since(&self) -> Option<std::time::Instant> {
+        None
+    }
+
     /// Connections in use and idle, for a store with a pool (None for memory).
     fn pool_stats(&self) -> Option<(u64, u64)> {
         None

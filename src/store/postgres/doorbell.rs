@@ -46,9 +46,11 @@ async fn listen(
     token: &str,
     bell: &GroupBell,
     wake: &(dyn Fn() + Send + Sync),
+    down: &ListenerDown,
 ) -> std::result::Result<(), sqlx::Error> {
     let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
     listener.listen(channel).await?;
+    set_down(down, false);
     wake();
     loop {
         match listener.try_recv().await? {
@@ -57,9 +59,25 @@ async fn listen(
                 Ring::Commit => wake(),
                 Ring::Group(group) => bell.ring(group, None),
             },
-            // The connection dropped and was re-established: catch up.
-            None => wake(),
+            // The connection dropped and was re-established (eagerly, by PgListener): catch up.
+            None => {
+                set_down(down, false);
+                wake();
+            }
         }
+    }
+}
+
+/// Since when the LISTEN connection has been down.
+type ListenerDown = std::sync::Mutex<Option<std::time::Instant>>;
+
+/// Marks the connection up, or down from now unless it was down already.
+fn set_down(state: &ListenerDown, is_down: bool) {
+    let mut since = state.lock().unwrap_or_else(|p| p.into_inner());
+    match (is_down, *since) {
+        (false, _) => *since = None,
+        (true, None) => *since = Some(std::time::Instant::now()),
+        (true, Some(_)) => {}
     }
 }
 
@@ -77,11 +95,13 @@ impl PostgresStore {
         let channel = self.channel.clone();
         let token = self.token.clone();
         let bell = self.bell.clone();
+        let down = self.listener_down.clone();
         tokio::spawn(async move {
             loop {
-                match listen(&pool, &channel, &token, &bell, &*wake).await {
+                match listen(&pool, &channel, &token, &bell, &*wake, &down).await {
                     Ok(()) => return,
                     Err(e) => {
+                        set_down(&down, true);
                         tracing::warn!(error = %db_error::describe(&e), "event doorbell (LISTEN) lost; reconnecting");
                         wake();
                         tokio::time::sleep(Duration::from_millis(500)).await;

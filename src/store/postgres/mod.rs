@@ -52,6 +52,8 @@ pub struct PostgresStore {
     token: String,
     /// Consumer-group members of this instance; rung by the doorbell for other instances' rings.
     pub(crate) bell: Arc<GroupBell>,
+    /// Since when the LISTEN connection has been down (None while it is up), for health.
+    listener_down: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 fn decode(context: &str, err: impl std::fmt::Display) -> EventBusError {
@@ -107,6 +109,7 @@ impl PostgresStore {
             channel: format!("event_bus:{schema}"),
             token: Uuid::now_v7().simple().to_string(),
             bell: Arc::default(),
+            listener_down: Arc::default(),
         })
     }
 }
@@ -173,6 +176,10 @@ impl Store for PostgresStore {
         .await
         .map_err(|e| unavailable("purging archived events", e))?;
         Ok(done.rows_affected())
+    }
+
+    fn listener_down_since(&self) -> Option<std::time::Instant> {
+        *self.listener_down.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn pool_stats(&self) -> Option<(u64, u64)> {
