@@ -1,6 +1,8 @@
 // migrate, query, stats and archive against a real PostgreSQL schema of their own.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
 import { Client } from 'pg';
 import { EventBus } from '@situs/event-bus';
 import type { BusEvent } from '@situs/event-bus';
@@ -32,15 +34,24 @@ async function tablesOf(schema: string): Promise<string[]> {
 /** A JSON line of the CLI: dates are ISO strings. */
 type EventLine = Omit<BusEvent, 'timestamp'> & { timestamp: string };
 
+const version = (JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+
 describe('migrate', () => {
   it('applies the migrations to an empty schema, says so, and can run again', async () => {
     const store = await freshStore();
     expect(await tablesOf(store.schema)).toEqual([]);
     const first = await cli(['migrate', '--store-url', store.url]);
     expect(first).toMatchObject({ code: 0, stderr: '' });
-    expect(first.stdout).toMatch(/^migrated postgres:\/\/.*search_path\]=eb_jest_\w+: the schema is up to date for @situs\/event-bus \d+\.\d+\.\d+\n$/);
+    expect(first.stdout).toBe(`migrations of @situs/event-bus ${version} applied; the schema is up to date at ${store.url}\n`);
     expect(await tablesOf(store.schema)).toEqual(expect.arrayContaining(['event_bus_events', 'event_bus_events_archive', 'event_bus_dead_letters']));
     expect(await cli(['migrate'], { EVENT_STORE_URL: store.url })).toMatchObject({ code: 0, stdout: first.stdout, stderr: '' });
+    // With a password in the URL (ignored by a trust server): shown masked.
+    const withPassword = new URL(store.url);
+    if (withPassword.password === '') withPassword.password = 'Sup3rSecret';
+    const masked = await cli(['migrate', '--store-url', withPassword.toString()]);
+    expect(masked.code).toBe(0);
+    expect(masked.stdout).toContain(`${withPassword.username}:***@${withPassword.host}`);
+    expect(masked.stdout).not.toContain(withPassword.password);
   });
 });
 

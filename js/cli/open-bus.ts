@@ -40,9 +40,14 @@ export async function withBus<T>(globals: GlobalOptions, work: (bus: EventBus, s
   const bus = await EventBus.open({ storeUrl, webhook: { workers: false }, logger, logLevel });
   for (const record of held) note(formatRecord(record, storeUrl));
   held = null;
+  let result: T;
   try {
-    return await work(bus, storeUrl);
-  } finally {
-    await bus.close();
+    result = await work(bus, storeUrl);
+  } catch (err) {
+    // The work's error is the one to report, not a failure to close after it.
+    await bus.close().catch(() => undefined);
+    throw err;
   }
+  await bus.close();
+  return result;
 }

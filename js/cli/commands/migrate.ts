@@ -17,6 +17,6 @@ export function registerMigrate(program: Command, output: Output): void {
     .action(async (_options: object, command: Command) => {
       const globals = command.optsWithGlobals<GlobalOptions>();
       const storeUrl = await withBus(globals, async (_bus, url) => url);
-      await output.line(`migrated ${redact(storeUrl, storeUrl)}: the schema is up to date for @situs/event-bus ${packageVersion()}`);
+      await output.line(`migrations of @situs/event-bus ${packageVersion()} applied; the schema is up to date at ${redact(storeUrl, storeUrl)}`);
     });
 }
