@@ -76,6 +76,29 @@ describe.each(backends)('%s store', (_name, makeStore) => {
     await expect(bus.archive({ olderThan: 'yesterday' })).rejects.toMatchObject({ code: 'INVALID_EVENT', message: expect.stringContaining('olderThan') });
     await bus.close();
   });
+
+  it('archives at most `limit` events a call, the oldest first, so a caller can go step by step', async () => {
+    const bus = await EventBus.open({ storeUrl: store.url, logger: () => {} });
+    await bus.publishMany(Array.from({ length: 25 }, (_, i) => ({ type: 'step.line', payload: i })));
+    const cutoff = new Date(Date.now() + 1000);
+    const live = async () => (await bus.getEvents({ limit: 1000 })).events.map((e) => e.position);
+    const before = await live();
+    expect(before.length).toBeGreaterThanOrEqual(25);
+    expect(await bus.archive({ olderThan: cutoff, limit: 10 })).toEqual({ archived: 10 });
+    expect(await live()).toEqual(before.slice(10));
+    const steps: number[] = [];
+    for (let moved = 10; moved === 10; ) {
+      moved = (await bus.archive({ olderThan: cutoff.toISOString(), limit: 10 })).archived;
+      steps.push(moved);
+    }
+    expect(steps.reduce((a, b) => a + b, 0)).toBe(before.length - 10);
+    expect(await live()).toEqual([]);
+    for (const limit of [0, -1, 2.5, Number.NaN]) {
+      await expect(bus.archive({ olderThan: cutoff, limit })).rejects.toMatchObject({ code: 'INVALID_EVENT', message: expect.stringContaining('limit') });
+    }
+    await expect(bus.archive({ olderThan: cutoff, limit: '5' as unknown as number })).rejects.toMatchObject({ code: 'INVALID_EVENT', message: 'limit must be a number' });
+    await bus.close();
+  });
 });
 
 it('opens sqlite://./event-bus.db when neither storeUrl nor EVENT_STORE_URL is given', () => {

@@ -270,14 +270,18 @@ export class EventBus extends EventBusHandle {
 
   /**
    * Moves events older than `olderThan` to the archive, in bounded batches (safe to run
-   * concurrently and to re-run). `getEvents({ includeArchived: true })` still finds them.
+   * concurrently and to re-run). `getEvents({ includeArchived: true })` still finds them. With
+   * `limit`, at most that many move (the oldest first): call again until `archived < limit` to
+   * archive in steps and show progress.
    */
-  archive(options: { olderThan: Date | string }): Promise<{ archived: number }> {
+  archive(options: { olderThan: Date | string; limit?: number }): Promise<{ archived: number }> {
     return native(async () => {
       const olderThan = options?.olderThan;
       const iso = isoOf(olderThan);
       if (typeof iso !== 'string') throw new EventBusError('INVALID_EVENT', 'olderThan must be a Date or an ISO-8601 string');
-      return { archived: await this.nativeBus.archive(iso) };
+      const limit = options?.limit;
+      if (limit !== undefined && typeof limit !== 'number') throw new EventBusError('INVALID_EVENT', 'limit must be a number');
+      return { archived: await this.nativeBus.archive(iso, limit ?? null) };
     });
   }
 

@@ -493,7 +493,13 @@ impl EventBus {
     }
 
     pub async fn archive(&self, older_than: DateTime<Utc>) -> Result<u64> {
-        self.admit()?.archive(older_than).await
+        self.admit()?.archive(older_than, None).await
+    }
+
+    /// Like [`EventBus::archive`], moving at most `limit` events (the oldest first): a caller
+    /// that wants to show progress archives in steps until fewer than `limit` move.
+    pub async fn archive_at_most(&self, older_than: DateTime<Utc>, limit: u64) -> Result<u64> {
+        self.admit()?.archive(older_than, Some(limit)).await
     }
 
     pub async fn get_events(&self, filter: EventFilter, scope: &Scope) -> Result<Page> {

@@ -164,6 +164,15 @@ pub fn parse_required_time(value: Option<&str>, field: &str) -> Result<DateTime<
         .ok_or_else(|| EventBusError::InvalidEvent(format!("{field} is required")))
 }
 
+/// `archive`'s `limit`: a positive whole number of events.
+pub fn parse_archive_limit(limit: f64) -> Result<u64> {
+    crate::json_input::whole_number_id(limit).ok_or_else(|| {
+        EventBusError::InvalidEvent(format!(
+            "limit must be a positive whole number of events, got {limit}"
+        ))
+    })
+}
+
 pub fn encode_cursor(order: Order, position: u64) -> String {
     let tag = match order {
         Order::Asc => 'a',
@@ -206,6 +215,17 @@ pub fn into_page(mut rows: Vec<SharedEvent>, query: &Query) -> Page {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_limits_are_positive_whole_numbers() {
+        assert_eq!(parse_archive_limit(1.0).unwrap(), 1);
+        assert_eq!(parse_archive_limit(2500.0).unwrap(), 2500);
+        for bad in [0.0, -3.0, 1.5, f64::NAN, f64::INFINITY] {
+            let err = parse_archive_limit(bad).expect_err("refused");
+            assert_eq!(err.code(), "INVALID_EVENT");
+            assert!(err.to_string().contains("limit"), "{err}");
+        }
+    }
 
     #[test]
     fn required_times_are_required() {

@@ -12,13 +12,25 @@ use crate::error::Result;
 use crate::store::{Store, ARCHIVE_BATCH};
 
 /// Moves events older than `older_than` to the archive in bounded batches (so no transaction
-/// holds the log for long); returns how many moved.
-pub(crate) async fn archive_all(store: &dyn Store, older_than: DateTime<Utc>) -> Result<u64> {
+/// holds the log for long), at most `limit` of them when given (the oldest first); returns how
+/// many moved. A caller that passes a limit and gets it back knows more may be left.
+pub(crate) async fn archive_all(
+    store: &dyn Store,
+    older_than: DateTime<Utc>,
+    limit: Option<u64>,
+) -> Result<u64> {
     let mut total = 0;
     loop {
-        let moved = store.archive_batch(older_than, ARCHIVE_BATCH).await?;
+        let batch = match limit {
+            Some(limit) => limit.saturating_sub(total).min(ARCHIVE_BATCH as u64) as usize,
+            None => ARCHIVE_BATCH,
+        };
+        if batch == 0 {
+            return Ok(total);
+        }
+        let moved = store.archive_batch(older_than, batch).await?;
         total += moved;
-        if moved < ARCHIVE_BATCH as u64 {
+        if moved < batch as u64 {
             return Ok(total);
         }
     }
@@ -31,7 +43,7 @@ async fn retention_pass(store: &dyn Store, config: &RetentionConfig) -> Result<(
         .archive_after
         .and_then(|d| chrono::Duration::from_std(d).ok())
     {
-        Some(age) => archive_all(store, now - age).await?,
+        Some(age) => archive_all(store, now - age, None).await?,
         None => 0,
     };
     let mut purged = 0;

@@ -148,6 +148,47 @@ async fn archive_moves_in_batches_and_stays_queryable(store: &TestStore) {
     bus.close().await;
 }
 
+async fn archive_at_most_moves_the_oldest_up_to_the_limit(store: &TestStore) {
+    let bus = store.open("{}").await;
+    let before = read_after(&bus, 0).await;
+    let seeded = bus
+        .publish_many(
+            (0..2500).map(|i| typed("audit.logged", json!(i))).collect(),
+            &all(),
+        )
+        .await
+        .expect("seed");
+    let keep = bus
+        .publish(typed("audit.kept", json!("recent")), &all())
+        .await
+        .expect("recent");
+    let cutoff = keep.event().timestamp;
+    let older = before.len() as u64 + seeded.len() as u64;
+    // Steps of 1,200 (more than one internal batch of 1,000): full steps, then the rest.
+    let mut steps = Vec::new();
+    loop {
+        let moved = bus.archive_at_most(cutoff, 1200).await.expect("step");
+        steps.push(moved);
+        if moved < 1200 {
+            break;
+        }
+    }
+    assert_eq!(
+        steps.iter().sum::<u64>(),
+        older,
+        "every older event, once: {steps:?}"
+    );
+    assert!(
+        steps[..steps.len() - 1].iter().all(|&n| n == 1200),
+        "{steps:?}"
+    );
+    assert_eq!(
+        read_after(&bus, 0).await,
+        vec![keep.position().unwrap_or(0)]
+    );
+    bus.close().await;
+}
+
 async fn retention_archives_and_purges_in_the_background(store: &TestStore) {
     let bus = store
         .open(r#"{"retention":{"archiveAfter":0,"deleteArchivedAfter":"1ms","intervalMs":20}}"#)
@@ -274,6 +315,7 @@ durable!(
 
 conformance!(
     archive_moves_in_batches_and_stays_queryable,
+    archive_at_most_moves_the_oldest_up_to_the_limit,
     retention_archives_and_purges_in_the_background,
     cursor_paging_is_stable_under_concurrent_inserts,
 );

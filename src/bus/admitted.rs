@@ -142,11 +142,12 @@ impl Admitted {
             .await;
     }
 
-    /// Moves events older than `older_than` to the archive, in bounded batches; returns how many
-    /// moved. Safe to run concurrently and to re-run after a crash.
-    pub async fn archive(mut self, older_than: DateTime<Utc>) -> Result<u64> {
+    /// Moves events older than `older_than` to the archive, in bounded batches, at most `limit`
+    /// of them (oldest first) when given; returns how many moved. Safe to run concurrently and to
+    /// re-run after a crash.
+    pub async fn archive(mut self, older_than: DateTime<Utc>, limit: Option<u64>) -> Result<u64> {
         self.arrival.take();
-        archive_all(&*self.bus.inner.store, older_than).await
+        archive_all(&*self.bus.inner.store, older_than, limit).await
     }
 
     pub async fn get_events(mut self, mut filter: EventFilter, scope: &Scope) -> Result<Page> {

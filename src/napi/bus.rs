@@ -19,7 +19,7 @@ use crate::consumer_group::{parse_dead_letter_id, parse_subscribe_options, DeadL
 use crate::event::{json_array, Event};
 use crate::log_forward::LogSink;
 use crate::middleware::security::check_scope_tenant;
-use crate::query::{parse_required_time, EventFilter};
+use crate::query::{parse_archive_limit, parse_required_time, EventFilter};
 use crate::router::Subscription;
 
 #[napi]
@@ -241,17 +241,20 @@ impl NativeBus {
         Ok(id as u32)
     }
 
-    /// Archives events older than `older_than` (ISO-8601); resolves with how many moved.
+    /// Archives events older than `older_than` (ISO-8601), at most `limit` of them when given;
+    /// resolves with how many moved.
     #[napi(ts_return_type = "Promise<number>")]
     pub fn archive<'env>(
         &self,
         env: &'env Env,
         older_than: String,
+        limit: Option<f64>,
     ) -> napi::Result<PromiseRaw<'env, f64>> {
         let admitted = self.bus.admit().map_err(to_js_error)?;
         spawn(env, async move {
             let cutoff = parse_required_time(Some(&older_than), "olderThan")?;
-            Ok(admitted.archive(cutoff).await? as f64)
+            let limit = limit.map(parse_archive_limit).transpose()?;
+            Ok(admitted.archive(cutoff, limit).await? as f64)
         })
     }
 
