@@ -315,6 +315,14 @@ export class EventBus extends EventBusHandle {
     return native(async () => JSON.parse(await this.nativeBus.health()) as BusHealth);
   }
 
+  /**
+   * Reads the store's figures in the metrics (webhook outbox, consumer-group lag) now; they are
+   * otherwise refreshed every `metrics.refreshIntervalMs`.
+   */
+  refreshMetrics(): Promise<void> {
+    return native(() => this.nativeBus.refreshMetrics());
+  }
+
   /** The metrics as Prometheus text (format 0.0.4), every name prefixed `situs_event_bus_`. */
   metricsText(): string {
     return nativeSync(() => this.nativeBus.metricsText());

@@ -516,6 +516,15 @@ impl EventBus {
         health::check(&*self.inner.store, &self.inner.config.health).await
     }
 
+    /// Reads the store's figures for the metrics (webhook outbox, group lag) now, instead of at
+    /// the next `metrics.refreshIntervalMs`.
+    pub async fn refresh_metrics(&self) -> Result<()> {
+        self.inner.gate.check_open()?;
+        let depths = refresh::read(&*self.inner.store).await?;
+        self.inner.metrics.set_store_depths(depths);
+        Ok(())
+    }
+
     /// Where `/metrics` is served (`metrics.listen`), once bound.
     pub fn metrics_url(&self) -> Option<String> {
         lock(&self.inner.metrics_server)

@@ -336,6 +336,13 @@ impl NativeBus {
         })
     }
 
+    /// Reads the store's figures for the metrics now.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn refresh_metrics<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
+        let bus = self.bus.clone();
+        spawn(env, async move { bus.refresh_metrics().await })
+    }
+
     /// Prometheus text exposition.
     #[napi]
     pub fn metrics_text(&self) -> String {

@@ -9,6 +9,8 @@ const DEAD_LETTER_PAGE = 1000;
 
 /** What `stats` shows: the bus's metrics, and a few facts read from the store. */
 export async function statsOf(bus: EventBus): Promise<Record<string, unknown>> {
+  // The outbox and group lag in the metrics are read from the store: read them now.
+  await bus.refreshMetrics();
   const [newest, oldestLive, endpoints, dead] = await Promise.all([
     bus.getEvents({ order: 'desc', limit: 1, includeArchived: true }),
     bus.getEvents({ order: 'asc', limit: 1 }),
@@ -40,8 +42,9 @@ export function registerStats(program: Command, output: Output): void {
     .addHelpText(
       'after',
       '\nmetrics.* are the counters of the bus this command opens (they count what this process\n' +
-        'does, so they start at zero; each application instance has its own). store.*, webhooks.*\n' +
-        'and deadLetters.* are read from the store, shared by every instance.',
+        'does, so they start at zero; each application instance has its own), except the webhook\n' +
+        'outbox (metrics.webhookPending, …) and group lag (metrics.groups), read from the store like\n' +
+        'store.*, webhooks.* and deadLetters.*, which every instance shares.',
     )
     .action(async (options: { json?: boolean }, command: Command) => {
       const globals = command.optsWithGlobals<GlobalOptions>();
