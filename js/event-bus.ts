@@ -3,6 +3,7 @@ import { EventBusError, fromNative, messageOf, native, nativeSync } from './erro
 import { binding, NativeBus } from './native';
 import { drainPublishes, flushPublishes, publishQueue } from './publish-queue';
 import { fromWire, isoOf, publishFields, toJson, withDates } from './serialize';
+import { withTraceContext } from './trace-context';
 import { Sse, SseStreams } from './sse';
 import { Webhooks } from './webhooks';
 import type {
@@ -68,7 +69,7 @@ export class EventBusHandle {
   /** Validates, stores and delivers an event; resolves once it is committed. */
   publish<K extends string>(event: PublishInput<K>): Promise<PublishedEvent<K>> {
     return native(async () => {
-      const wire = await publishQueue(this.nativeBus).publish(toJson(event, ''), this.tenantId);
+      const wire = await publishQueue(this.nativeBus).publish(toJson(withTraceContext(event), ''), this.tenantId);
       return asPublished<PublishedEvent<K>>(wire as { timestamp: string; position: number | null });
     });
   }
@@ -81,7 +82,7 @@ export class EventBusHandle {
   publishAndForget(event: PublishInput, onFailure: (err: unknown) => void): void {
     let json: string;
     try {
-      json = toJson(event, '');
+      json = toJson(withTraceContext(event), '');
     } catch (err) {
       onFailure(fromNative(err));
       return;
@@ -93,7 +94,7 @@ export class EventBusHandle {
   publishMany<K extends string>(events: PublishInput<K>[]): Promise<PublishedEvent<K>[]> {
     return native(async () => {
       if (!Array.isArray(events)) throw new EventBusError('INVALID_EVENT', 'events must be an array');
-      const json = await this.nativeBus.publishMany(toJson(events, 'events'), this.tenantId);
+      const json = await this.nativeBus.publishMany(toJson(events.map(withTraceContext), 'events'), this.tenantId);
       const list = JSON.parse(json) as Array<{ timestamp: string; position: number | null }>;
       return list.map((wire) => asPublished<PublishedEvent<K>>(wire));
     });

@@ -181,8 +181,10 @@ async fn commit(
     requests: Vec<Vec<Event>>,
     answers: Vec<Answer>,
 ) {
+    let events: usize = requests.iter().map(Vec::len).sum();
+    let span = tracing::debug_span!("commit", requests = requests.len(), events);
     let started = std::time::Instant::now();
-    let results = store.append(requests).await;
+    let results = store.append(requests).instrument(span).await;
     let took = started.elapsed();
     // Counted for the whole commit at once (per-type counts cost a label lookup per type).
     let mut all_fresh = Vec::new();

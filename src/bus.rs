@@ -312,9 +312,33 @@ impl EventBus {
     }
 
     /// At debug level: one per publish is made for every event of a burst, and at info level it
-    /// would cost more than storing the event in memory does.
-    fn publish_span(&self, what: &'static str, count: usize) -> Span {
-        self.child_span(debug_span!(parent: &self.inner.span, "publish", kind = what, count))
+    /// would cost more than storing the event in memory does. Named and attributed as the
+    /// OpenTelemetry messaging conventions say (`messaging.*`), with the first event's type as
+    /// the destination and its W3C `traceparent`, if it carries one.
+    fn publish_span(&self, what: &'static str, events: &[Event]) -> Span {
+        let span = debug_span!(
+            parent: &self.inner.span,
+            "publish",
+            kind = what,
+            count = events.len(),
+            messaging.system = crate::trace_context::MESSAGING_SYSTEM,
+            messaging.operation.type = "send",
+            messaging.destination.name = tracing::field::Empty,
+            messaging.message.id = tracing::field::Empty,
+            trace_parent = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            if let Some(first) = events.first() {
+                span.record("messaging.destination.name", first.event_type.as_str());
+                if events.len() == 1 {
+                    span.record("messaging.message.id", first.id.to_string().as_str());
+                }
+                if let Some(trace) = crate::trace_context::TraceContext::of(first) {
+                    span.record("trace_parent", trace.traceparent.as_str());
+                }
+            }
+        }
+        self.child_span(span)
     }
 
     /// A span under the bus's root, or the root itself when filtered out, so records emitted

@@ -379,8 +379,16 @@ impl Member {
     /// Calls the group's handler for `events` (it stops at the first failure) and counts what it
     /// did: events handled, the failure, each handled event's time.
     async fn call_handler(&self, events: &[SharedEvent]) -> Vec<HandlerFailure> {
+        let span = tracing::debug_span!(
+            "process",
+            messaging.system = crate::trace_context::MESSAGING_SYSTEM,
+            messaging.operation.type = "process",
+            messaging.consumer.group.name = self.options.name.as_str(),
+            messaging.destination.name = events.first().map(|e| e.event.event_type.as_str()),
+            messaging.batch.message_count = events.len(),
+        );
         let started = std::time::Instant::now();
-        let handled = self.sink.deliver_timed(events).await;
+        let handled = self.sink.deliver_timed(events).instrument(span).await;
         let (ok, failed) = match first_failure(events, &handled.failures) {
             None => (events.len(), 0),
             Some((index, _)) => (index, 1),

@@ -20,6 +20,7 @@ mod retention;
 pub mod router;
 pub mod store;
 pub mod tailer;
+pub mod trace_context;
 pub mod transport;
 
 #[cfg(feature = "napi")]

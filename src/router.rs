@@ -429,8 +429,16 @@ impl Delivery {
                 return;
             }
         };
+        let span = tracing::debug_span!(
+            "process",
+            messaging.system = crate::trace_context::MESSAGING_SYSTEM,
+            messaging.operation.type = "process",
+            messaging.destination.name = batch.first().map(|e| e.event.event_type.as_str()),
+            messaging.batch.message_count = batch.len(),
+            consumer = name.as_str(),
+        );
         let started = Instant::now();
-        let handled = self.sink.deliver_timed(batch).await;
+        let handled = self.sink.deliver_timed(batch).instrument(span).await;
         let seconds = handled
             .seconds
             .unwrap_or_else(|| even_split(started.elapsed(), batch.len()));

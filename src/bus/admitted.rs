@@ -102,7 +102,7 @@ impl Admitted {
         done: impl FnOnce(Result<Vec<Published>>) + Send + 'static,
     ) {
         let kind = if indexed { "many" } else { "one" };
-        let span = self.bus.publish_span(kind, events.len());
+        let span = self.bus.publish_span(kind, &events);
         let arrival = self.arrival.take();
         let bus = &self.bus;
         // Every answer is measured, refused or stored: latency and errors by code.

@@ -21,6 +21,7 @@ use crate::config::WebhookConfig;
 use crate::error::{EventBusError, Result};
 use crate::event::format_timestamp;
 use crate::metrics::{AttemptOutcome, Metrics};
+use crate::trace_context::TraceContext;
 use crate::store::webhooks::{Attempt, Disabled, DueDelivery, Next, Outcome};
 use crate::store::Store;
 
@@ -275,20 +276,40 @@ impl Pool {
         let refused = literal_refusal(&d.url, &self.config);
         let result = match refused.clone() {
             Some(message) => Err(message),
-            None => self
-                .client
-                .post(&d.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header("webhook-id", &id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header(
-                    "webhook-signature",
-                    signature_header(&d.secrets, &id, timestamp, body),
-                )
-                .body(body.to_string())
-                .send()
-                .await
-                .map_err(|e| describe(&e, self.config.timeout_ms)),
+            None => {
+                let mut request = self
+                    .client
+                    .post(&d.url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header("webhook-id", &id)
+                    .header("webhook-timestamp", timestamp.to_string())
+                    .header(
+                        "webhook-signature",
+                        signature_header(&d.secrets, &id, timestamp, body),
+                    );
+                // The event's trace continues at the receiver.
+                if let Some(trace) = TraceContext::of(&d.event.event) {
+                    request = request.header("traceparent", trace.traceparent);
+                    if let Some(state) = trace.tracestate {
+                        request = request.header("tracestate", state);
+                    }
+                }
+                let span = tracing::debug_span!(
+                    "send webhook",
+                    messaging.system = crate::trace_context::MESSAGING_SYSTEM,
+                    messaging.operation.type = "send",
+                    messaging.destination.name = d.event.event.event_type.as_str(),
+                    messaging.message.id = id.as_str(),
+                    endpoint = %d.endpoint_id,
+                    attempt,
+                );
+                request
+                    .body(body.to_string())
+                    .send()
+                    .instrument(span)
+                    .await
+                    .map_err(|e| describe(&e, self.config.timeout_ms))
+            }
         };
         let (status, retry_after, response_body, error) = match result {
             Ok(mut response) => {
