@@ -421,8 +421,7 @@ impl Delivery {
             Consumer::Handlers(name) => name,
             Consumer::Sse => {
                 self.sink.deliver(batch).await;
-                self.metrics
-                    .delivered_to(SinkKind::Sse, batch.len() as u64);
+                self.metrics.delivered_to(SinkKind::Sse, batch.len() as u64);
                 return;
             }
             Consumer::Wake => {

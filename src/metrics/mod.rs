@@ -281,11 +281,7 @@ impl Metrics {
             Unit::Seconds,
             self.publish_seconds.histogram.clone(),
         );
-        r.register(
-            "commits",
-            "Group commits performed",
-            self.batches.clone(),
-        );
+        r.register("commits", "Group commits performed", self.batches.clone());
         r.register(
             "commit_events",
             "Events per group commit",
@@ -531,7 +527,9 @@ impl Metrics {
     /// An SSE reconnect was replayed from the ring (`true`) or the store.
     pub fn sse_replayed(&self, from_ring: bool) {
         let source = if from_ring { "ring" } else { "store" };
-        self.sse_replays.get_or_create(&SourceLabel { source }).inc();
+        self.sse_replays
+            .get_or_create(&SourceLabel { source })
+            .inc();
     }
 
     /// The store's figures from the latest refresh (see `bus`'s metrics refresh).

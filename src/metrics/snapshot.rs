@@ -23,7 +23,6 @@ pub struct Totals {
     pub sum: f64,
 }
 
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsSnapshot {

@@ -41,7 +41,9 @@ pub async fn serve(listen: &MetricsListen, render: Render) -> Result<MetricsServ
             ))
         })?;
     let addr = listener.local_addr().map_err(|e| {
-        EventBusError::InvalidConfig(format!("metrics.listen: cannot read the bound address: {e}"))
+        EventBusError::InvalidConfig(format!(
+            "metrics.listen: cannot read the bound address: {e}"
+        ))
     })?;
     let path = listen.path.clone();
     let app = axum::Router::new().route(

@@ -13,7 +13,7 @@ use crate::event::SharedEvent;
 use crate::pattern::{any_matches, Pattern};
 use crate::store::webhooks::{
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
-    EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, OutboxDepth, WebhookStore,
+    EndpointPatch, EndpointTally, NewEndpoint, Next, OutboxDepth, Outcome, WebhookStore,
 };
 
 #[derive(Default)]

@@ -18,9 +18,9 @@ use crate::event::{format_timestamp, SharedEvent};
 use crate::store::time::millis;
 use crate::store::unavailable;
 use crate::store::webhooks::{
-    OutboxDepth,
     tally, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, Endpoint,
-    EndpointHealth, EndpointPatch, EndpointTally, NewEndpoint, Next, Outcome, WebhookStore,
+    EndpointHealth, EndpointPatch, EndpointTally, NewEndpoint, Next, OutboxDepth, Outcome,
+    WebhookStore,
 };
 
 const ENDPOINT_COLUMNS: &str = "id, url, events, tenant_id, project_id, description, secret, \

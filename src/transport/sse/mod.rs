@@ -308,8 +308,7 @@ impl Sse {
             Metrics::add(&self.metrics.sse_resets, 1);
         } else if last.is_some() {
             // A reconnect: what it missed comes from the store when the ring no longer has it.
-            self.metrics
-                .sse_replayed(connection.store_replay.is_none());
+            self.metrics.sse_replayed(connection.store_replay.is_none());
         }
         Ok(Stream {
             hub,
