@@ -251,7 +251,7 @@ impl EventBus {
 
     /// Starts an SSE server on the bus's runtime; `authorize` decides each connection (none:
     /// every connection sees every event its query selects).
-    pub async fn sse_listen(
+    pub(crate) async fn sse_listen(
         &self,
         options: ListenOptions,
         authorizer: Option<Arc<dyn Authorizer>>,
@@ -269,7 +269,7 @@ impl EventBus {
 
     /// A stream of events for NestJS `@Sse()`: replay after `lastEventId`, then live; scoped to
     /// the handle's tenant.
-    pub async fn sse_stream(
+    pub(crate) async fn sse_stream(
         &self,
         options: StreamOptions,
         scope: &Scope,
@@ -296,12 +296,12 @@ impl EventBus {
     }
 
     /// Webhook endpoints and deliveries (CLOSED once the bus is closing).
-    pub fn webhooks(&self) -> Result<&Webhooks> {
+    pub(crate) fn webhooks(&self) -> Result<&Webhooks> {
         self.inner.gate.check_open()?;
         Ok(&self.inner.webhooks)
     }
 
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }
 
@@ -327,7 +327,7 @@ impl EventBus {
     }
 
     /// Runs `task` on the bus's runtime (callable from outside it, e.g. from napi).
-    pub fn spawn<F>(&self, task: F)
+    pub(crate) fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -336,7 +336,7 @@ impl EventBus {
 
     /// Announces a caller being answered who will probably publish again at once; see
     /// [`Batcher::expect_return`].
-    pub fn expect_return(&self) -> Option<Arrival> {
+    pub(crate) fn expect_return(&self) -> Option<Arrival> {
         self.inner.batcher.expect_return()
     }
 
@@ -505,14 +505,14 @@ impl EventBus {
     }
 
     /// Where `/metrics` is served (`metrics.listen`), once bound.
-    pub fn metrics_url(&self) -> Option<String> {
+    pub(crate) fn metrics_url(&self) -> Option<String> {
         lock(&self.inner.metrics_server)
             .as_ref()
             .map(|s| s.url.clone())
     }
 
     /// The metrics as Prometheus text (format 0.0.4).
-    pub fn metrics_text(&self) -> String {
+    pub(crate) fn metrics_text(&self) -> String {
         self.inner.metrics.text(&self.depths())
     }
 
@@ -529,18 +529,21 @@ impl EventBus {
     }
 
     /// Resolves once every event routed so far has been handled by its subscribers.
-    pub async fn deliveries_idle(&self) {
+    pub(crate) async fn deliveries_idle(&self) {
         self.inner.router.idle().await;
     }
 
-    pub fn pending_deliveries(&self) -> usize {
+    pub(crate) fn pending_deliveries(&self) -> usize {
         self.inner.router.pending()
     }
 
     /// Calls `watcher` (from any thread) whenever [`EventBus::pending_deliveries`] goes from zero
     /// to more or back, so a host can keep its process alive while committed events wait for their
     /// handlers. It reads the count itself: racing calls may arrive out of order. Set once.
-    pub fn watch_pending_deliveries(&self, watcher: impl Fn() + Send + Sync + 'static) -> bool {
+    pub(crate) fn watch_pending_deliveries(
+        &self,
+        watcher: impl Fn() + Send + Sync + 'static,
+    ) -> bool {
         self.inner.router.watch_pending(Box::new(watcher))
     }
 

@@ -12,10 +12,10 @@ use crate::error::Result;
 mod resolve;
 
 /// The embedded default store, used when neither `storeUrl` nor EVENT_STORE_URL is given.
-pub const DEFAULT_STORE_URL: &str = "sqlite://./event-bus.db";
+pub(crate) const DEFAULT_STORE_URL: &str = "sqlite://./event-bus.db";
 
 /// Environment variables the bus reads (names from the seed application).
-pub const ENV_VARS: [&str; 5] = [
+pub(crate) const ENV_VARS: [&str; 5] = [
     "EVENT_BUS_ENABLED",
     "EVENT_STORE_URL",
     "WEBHOOK_RETRY_ATTEMPTS",
@@ -207,7 +207,7 @@ impl Config {
 
     /// Resolves options over the process environment (for Rust callers; the JS wrapper passes
     /// its `process.env` explicitly, since native code does not see changes made in JS).
-    pub fn from_process_env(options_json: &str) -> Result<Config> {
+    pub(crate) fn from_process_env(options_json: &str) -> Result<Config> {
         let env = ENV_VARS
             .iter()
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))

@@ -10,8 +10,8 @@ use crate::event::SharedEvent;
 use crate::json_input::parse_object;
 use crate::pattern::{any_matches, Pattern};
 
-pub const DEFAULT_LIMIT: usize = 100;
-pub const MAX_LIMIT: usize = 1000;
+pub(crate) const DEFAULT_LIMIT: usize = 100;
+pub(crate) const MAX_LIMIT: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,7 +42,7 @@ pub struct Query {
 
 impl Query {
     /// Whether an event passes every filter except the position bounds.
-    pub fn accepts(&self, event: &SharedEvent) -> bool {
+    pub(crate) fn accepts(&self, event: &SharedEvent) -> bool {
         let e = &event.event;
         (self.types.is_empty() || any_matches(&self.types, &e.event_type))
             && self
@@ -90,7 +90,7 @@ impl EventFilter {
     }
 
     /// Checks the filter and turns it into a store query.
-    pub fn resolve(self) -> Result<Query> {
+    pub(crate) fn resolve(self) -> Result<Query> {
         let invalid = |m: String| EventBusError::InvalidEvent(m);
         let types = match &self.types {
             None => Vec::new(),
@@ -144,7 +144,7 @@ impl EventFilter {
     }
 }
 
-pub fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>> {
+pub(crate) fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>> {
     value
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
@@ -159,12 +159,12 @@ pub fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Ut
 }
 
 /// Like [`parse_time`], for a field that must be given (`archive`'s `olderThan`).
-pub fn parse_required_time(value: Option<&str>, field: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_required_time(value: Option<&str>, field: &str) -> Result<DateTime<Utc>> {
     parse_time(value, field)?
         .ok_or_else(|| EventBusError::InvalidEvent(format!("{field} is required")))
 }
 
-pub fn encode_cursor(order: Order, position: u64) -> String {
+pub(crate) fn encode_cursor(order: Order, position: u64) -> String {
     let tag = match order {
         Order::Asc => 'a',
         Order::Desc => 'd',
@@ -189,7 +189,7 @@ fn decode_cursor(cursor: &str) -> Result<(Order, u64)> {
 }
 
 /// Builds a page from up to `limit + 1` rows: the extra row only proves there is a next page.
-pub fn into_page(mut rows: Vec<SharedEvent>, query: &Query) -> Page {
+pub(crate) fn into_page(mut rows: Vec<SharedEvent>, query: &Query) -> Page {
     let more = rows.len() > query.limit;
     rows.truncate(query.limit);
     let next_cursor = if more {

@@ -173,12 +173,12 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// Live events after this position reach the subscriber (without `from`).
-    pub fn starts_after(&self) -> u64 {
+    pub(crate) fn starts_after(&self) -> u64 {
         self.starts_after
     }
 
@@ -195,7 +195,7 @@ impl Subscription {
         !self.cancelled.load(Ordering::SeqCst)
     }
 
-    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+    pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancelled.clone()
     }
 }

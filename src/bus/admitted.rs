@@ -82,7 +82,11 @@ impl Admitted {
     }
 
     /// Publishes several events atomically: all are stored, or none (the error names the index).
-    pub async fn publish_many(self, events: Vec<Event>, scope: &Scope) -> Result<Vec<Published>> {
+    pub(crate) async fn publish_many(
+        self,
+        events: Vec<Event>,
+        scope: &Scope,
+    ) -> Result<Vec<Published>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.publish_all_then(events, scope, true, move |result| {
             let _ = tx.send(result);
@@ -144,12 +148,16 @@ impl Admitted {
 
     /// Moves events older than `older_than` to the archive, in bounded batches; returns how many
     /// moved. Safe to run concurrently and to re-run after a crash.
-    pub async fn archive(mut self, older_than: DateTime<Utc>) -> Result<u64> {
+    pub(crate) async fn archive(mut self, older_than: DateTime<Utc>) -> Result<u64> {
         self.arrival.take();
         archive_all(&*self.bus.inner.store, older_than).await
     }
 
-    pub async fn get_events(mut self, mut filter: EventFilter, scope: &Scope) -> Result<Page> {
+    pub(crate) async fn get_events(
+        mut self,
+        mut filter: EventFilter,
+        scope: &Scope,
+    ) -> Result<Page> {
         self.arrival.take();
         let inner = &self.bus.inner;
         filter.tenant_id = scoped_tenant(scope, filter.tenant_id)?;

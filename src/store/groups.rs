@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::event::SharedEvent;
 
 /// The memory store's group state lives with the memory store; this keeps its older path.
-pub use super::memory::MemoryGroups;
+pub(crate) use super::memory::MemoryGroups;
 
 /// A partition this member holds, and the last position the group finished in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum DeadLetterStatus {
 }
 
 impl DeadLetterStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeadLetterStatus::Dead => "dead",
             DeadLetterStatus::Retrying => "retrying",
@@ -41,7 +41,7 @@ impl DeadLetterStatus {
         }
     }
 
-    pub fn parse(s: &str) -> Option<DeadLetterStatus> {
+    pub(crate) fn parse(s: &str) -> Option<DeadLetterStatus> {
         match s {
             "dead" => Some(DeadLetterStatus::Dead),
             "retrying" => Some(DeadLetterStatus::Retrying),
@@ -87,7 +87,7 @@ impl DeadLetter {
 
 /// Fair share of `partitions` among `members` live members (at least one partition each while
 /// there are enough).
-pub fn fair_share(partitions: u32, members: u32) -> u32 {
+pub(crate) fn fair_share(partitions: u32, members: u32) -> u32 {
     partitions.div_ceil(members.max(1))
 }
 
@@ -107,7 +107,7 @@ pub(crate) struct ClaimPlan {
 impl ClaimPlan {
     /// What the member holds once the claim is written: what it kept plus `taken` (what it took),
     /// by partition.
-    pub fn held(self, taken: Vec<Lease>) -> Vec<Lease> {
+    pub(crate) fn held(self, taken: Vec<Lease>) -> Vec<Lease> {
         let mut held = self.kept;
         held.extend(taken);
         held.sort_by_key(|l| l.partition);

@@ -4,11 +4,11 @@
 mod db_error;
 pub mod group_bell;
 pub mod groups;
-pub mod memory;
+pub(crate) mod memory;
 mod migrate;
 pub mod postgres;
 mod sql;
-pub mod sqlite;
+pub(crate) mod sqlite;
 mod time;
 pub mod webhooks;
 
@@ -26,7 +26,7 @@ use webhooks::WebhookStore;
 
 /// Rows moved or deleted per statement by archiving and retention: small enough that no
 /// statement holds locks for long.
-pub const ARCHIVE_BATCH: usize = 1000;
+pub(crate) const ARCHIVE_BATCH: usize = 1000;
 
 /// One event of an append request, as the store answered it.
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ pub async fn open(store_url: &str, options: &StoreOptions) -> Result<Arc<dyn Sto
 }
 
 /// `url` with any password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     if let Ok(mut parsed) = url::Url::parse(url) {
         if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
             return parsed.to_string();

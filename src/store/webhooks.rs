@@ -65,7 +65,7 @@ pub struct OutboxDepth {
 
 impl OutboxDepth {
     /// Adds `n` deliveries of `status` (a stored status name; delivered ones are not counted).
-    pub fn add(&mut self, status: &str, n: u64) {
+    pub(crate) fn add(&mut self, status: &str, n: u64) {
         match DeliveryStatus::parse(status) {
             Some(DeliveryStatus::Pending) => self.pending += n,
             Some(DeliveryStatus::Retrying) => self.retrying += n,
@@ -85,7 +85,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Retrying => "retrying",
@@ -94,7 +94,7 @@ impl DeliveryStatus {
         }
     }
 
-    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+    pub(crate) fn parse(s: &str) -> Option<DeliveryStatus> {
         match s {
             "pending" => Some(DeliveryStatus::Pending),
             "retrying" => Some(DeliveryStatus::Retrying),
@@ -188,7 +188,7 @@ pub struct Disabled {
 
 /// What a batch of outcomes does to one endpoint's failure count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointTally {
+pub(crate) struct EndpointTally {
     pub endpoint_id: Uuid,
     /// A delivery succeeded: the count restarts from `dead`.
     pub reset: bool,
@@ -200,14 +200,14 @@ pub struct EndpointTally {
 
 impl EndpointTally {
     /// Whether the endpoint row needs to change at all.
-    pub fn changes(&self) -> bool {
+    pub(crate) fn changes(&self) -> bool {
         self.reset || self.dead > 0 || self.gone
     }
 
     /// The new count when the round settles it without the endpoint's state: successes alone
     /// restart it at 0 and disable nothing, so a backend may write that without reading (or
     /// locking) the row. None when `verdict` needs the state.
-    pub fn stateless_count(&self) -> Option<u32> {
+    pub(crate) fn stateless_count(&self) -> Option<u32> {
         (self.reset && self.dead == 0 && !self.gone).then_some(0)
     }
 
@@ -216,7 +216,7 @@ impl EndpointTally {
     /// is disabled at once by 410 Gone, or when dead deliveries bring the count to
     /// `disable_after`. Only a round with a dead delivery can disable, so the configured
     /// 1..=1_000_000 and a stray 0 alike leave a round of successes alone.
-    pub fn verdict(&self, before: EndpointHealth, disable_after: u32) -> Verdict {
+    pub(crate) fn verdict(&self, before: EndpointHealth, disable_after: u32) -> Verdict {
         let consecutive_failures = if self.reset {
             self.dead
         } else {
@@ -241,27 +241,27 @@ impl EndpointTally {
 }
 
 /// The reason stored and reported for an endpoint `record` disabled on 410 Gone.
-pub const GONE_REASON: &str = "the endpoint answered 410 Gone";
+pub(crate) const GONE_REASON: &str = "the endpoint answered 410 Gone";
 
 /// The reason stored for an endpoint an update disabled.
-pub const UPDATE_REASON: &str = "disabled by update";
+pub(crate) const UPDATE_REASON: &str = "disabled by update";
 
 /// The reason stored and reported for an endpoint `record` disabled after `disable_after` dead
 /// deliveries in a row.
-pub fn failures_reason(disable_after: u32) -> String {
+pub(crate) fn failures_reason(disable_after: u32) -> String {
     format!("{disable_after} deliveries in a row failed")
 }
 
 /// What the failure rule reads of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EndpointHealth {
+pub(crate) struct EndpointHealth {
     pub enabled: bool,
     pub consecutive_failures: u32,
 }
 
 impl Endpoint {
     /// What the failure rule reads of this endpoint.
-    pub fn health(&self) -> EndpointHealth {
+    pub(crate) fn health(&self) -> EndpointHealth {
         EndpointHealth {
             enabled: self.enabled,
             consecutive_failures: self.consecutive_failures,
@@ -271,7 +271,7 @@ impl Endpoint {
 
 /// What a round of outcomes makes of one endpoint (`EndpointTally::verdict`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// The new count of dead deliveries in a row.
     pub consecutive_failures: u32,
     /// Set when this round disables the (enabled) endpoint: the reason to store and report.
@@ -281,7 +281,7 @@ pub struct Verdict {
 
 /// What an update's `enabled` does to the rest of the endpoint (`EndpointPatch::switch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Switch {
+pub(crate) struct Switch {
     pub enabled: bool,
     /// The reason to store (None clears it).
     pub disabled_reason: Option<&'static str>,
@@ -293,7 +293,7 @@ impl EndpointPatch {
     /// The update rule: turning an endpoint on is a fresh start (no reason, no failures
     /// counted); turning it off says an update did it and keeps the count. None when the patch
     /// leaves `enabled` alone.
-    pub fn switch(&self) -> Option<Switch> {
+    pub(crate) fn switch(&self) -> Option<Switch> {
         self.enabled.map(|enabled| Switch {
             enabled,
             disabled_reason: (!enabled).then_some(UPDATE_REASON),
@@ -304,7 +304,7 @@ impl EndpointPatch {
 
 /// Tallies outcomes per endpoint, in the order endpoints first appear; within an endpoint, in
 /// the order given (a delivered one resets the count, dead ones add to it).
-pub fn tally(outcomes: &[Outcome]) -> Vec<EndpointTally> {
+pub(crate) fn tally(outcomes: &[Outcome]) -> Vec<EndpointTally> {
     let mut tallies: Vec<EndpointTally> = Vec::new();
     for o in outcomes {
         let i = match tallies.iter().position(|t| t.endpoint_id == o.endpoint_id) {
