@@ -73,10 +73,6 @@ impl Pattern {
             .collect()
     }
 
-    pub(crate) fn as_str(&self) -> &str {
-        &self.source
-    }
-
     pub(crate) fn matches(&self, event_type: &str) -> bool {
         let mut parts = event_type.split('.');
         for segment in &self.segments {
