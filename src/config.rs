@@ -14,15 +14,6 @@ mod resolve;
 /// The embedded default store, used when neither `storeUrl` nor EVENT_STORE_URL is given.
 pub(crate) const DEFAULT_STORE_URL: &str = "sqlite://./event-bus.db";
 
-/// Environment variables the bus reads (names from the seed application).
-pub(crate) const ENV_VARS: [&str; 5] = [
-    "EVENT_BUS_ENABLED",
-    "EVENT_STORE_URL",
-    "WEBHOOK_RETRY_ATTEMPTS",
-    "WEBHOOK_TIMEOUT",
-    "SSE_HEARTBEAT_INTERVAL",
-];
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
@@ -203,16 +194,6 @@ impl Config {
     /// Resolves JSON options (`{}` for none) over the given environment variables.
     pub fn resolve(options_json: &str, env: &HashMap<String, String>) -> Result<Config> {
         resolve::resolve(options_json, env)
-    }
-
-    /// Resolves options over the process environment (for Rust callers; the JS wrapper passes
-    /// its `process.env` explicitly, since native code does not see changes made in JS).
-    pub(crate) fn from_process_env(options_json: &str) -> Result<Config> {
-        let env = ENV_VARS
-            .iter()
-            .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
-            .collect();
-        Config::resolve(options_json, &env)
     }
 }
 
