@@ -168,20 +168,9 @@ pub struct Subscription {
     id: u64,
     cancelled: Arc<AtomicBool>,
     router: Weak<Router>,
-    /// Live delivery covers every event after this position.
-    starts_after: u64,
 }
 
 impl Subscription {
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Live events after this position reach the subscriber (without `from`).
-    pub(crate) fn starts_after(&self) -> u64 {
-        self.starts_after
-    }
-
     /// Stops delivery at once: queued events are dropped, a batch in flight stops at the
     /// next handler call (the sink checks `is_active`).
     pub fn unsubscribe(&self) {
@@ -278,7 +267,6 @@ impl Router {
             id,
             cancelled,
             router: Arc::downgrade(self),
-            starts_after: start_after,
         }
     }
 
