@@ -461,11 +461,6 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// Whether histograms and labelled counts are kept (handlers need not be timed otherwise).
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// The label of a consumer (a group's name, or a subscription's patterns), capped.
     pub fn consumer(&self, name: &str) -> String {
         self.consumers.label(name)
