@@ -29,7 +29,9 @@ mod members;
 mod options;
 
 pub(crate) use members::Members;
-pub(crate) use options::{parse_dead_letter_id, DeadLetterFilter, DEAD_LETTER_DEFAULT_LIMIT};
+// For the addon's deadLetters and retryDeadLetter.
+#[cfg(feature = "napi")]
+pub(crate) use options::{parse_dead_letter_id, DeadLetterFilter};
 pub use options::{parse_subscribe_options, GroupOptions, PartitionKey};
 
 /// Events read from the log per round.

@@ -11,9 +11,6 @@ use super::group_bell::{GroupBell, Rebalance};
 use crate::error::Result;
 use crate::event::SharedEvent;
 
-/// The memory store's group state lives with the memory store; this keeps its older path.
-pub(crate) use super::memory::MemoryGroups;
-
 /// A partition this member holds, and the last position the group finished in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
