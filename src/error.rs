@@ -43,12 +43,12 @@ impl EventBusError {
         }
     }
 
-    pub fn closed() -> Self {
+    pub(crate) fn closed() -> Self {
         Self::Closed("event bus is closed".into())
     }
 
     /// Prefixes the message with a location, e.g. `events[3]`, keeping the code.
-    pub fn at(self, location: &str) -> Self {
+    pub(crate) fn at(self, location: &str) -> Self {
         // Field messages start with the field path, so the location joins it with a dot.
         let field = |m: String| format!("{location}.{m}");
         let other = |m: String| format!("{location}: {m}");

@@ -51,7 +51,7 @@ impl StoredEvent {
     }
 
     /// The event as the JSON object handlers, queries and (later) webhooks receive.
-    pub fn json(&self) -> &str {
+    pub(crate) fn json(&self) -> &str {
         self.json
             .get_or_init(|| self.event.to_json(Some(self.position)))
     }
@@ -161,7 +161,7 @@ impl Event {
 
     /// Parses what a middleware returned for `self`: the id stays unless the middleware set one,
     /// and the timestamp always stays.
-    pub fn replaced_from_json(&self, text: &str) -> Result<Event> {
+    pub(crate) fn replaced_from_json(&self, text: &str) -> Result<Event> {
         let (mut event, id_given) = Self::parse(text)?;
         if !id_given {
             event.id = self.id;
@@ -225,7 +225,7 @@ impl Event {
     }
 
     /// Parses a JSON array of events; errors name the index (`events[3].type …`).
-    pub fn many_from_json(text: &str) -> Result<Vec<Event>> {
+    pub(crate) fn many_from_json(text: &str) -> Result<Vec<Event>> {
         let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
             EventBusError::InvalidEvent(format!(
                 "events must be an array of events: {}",
@@ -240,7 +240,7 @@ impl Event {
     }
 
     /// Same content as another publish of the same id (timestamps and positions aside).
-    pub fn same_content(&self, other: &Event) -> bool {
+    pub(crate) fn same_content(&self, other: &Event) -> bool {
         fn parsed(raw: Option<&RawValue>) -> Option<Value> {
             raw.and_then(|r| serde_json::from_str(r.get()).ok())
         }
@@ -254,11 +254,11 @@ impl Event {
     }
 
     /// Payload size in bytes, as the UTF-8 of its JSON text.
-    pub fn payload_bytes(&self) -> usize {
+    pub(crate) fn payload_bytes(&self) -> usize {
         self.payload.get().len()
     }
 
-    pub fn to_json(&self, position: Option<u64>) -> String {
+    pub(crate) fn to_json(&self, position: Option<u64>) -> String {
         let view = EventView {
             id: self.id.hyphenated().to_string(),
             event_type: &self.event_type,

@@ -109,7 +109,7 @@ pub(crate) fn start_from<'de, D: serde::Deserializer<'de>>(
 
 impl StartFrom {
     /// The position to replay after, or None to start with live events.
-    pub fn replay_after(self) -> Option<u64> {
+    pub(crate) fn replay_after(self) -> Option<u64> {
         match self {
             StartFrom::After(p) => Some(p),
             StartFrom::Beginning => Some(0),
@@ -125,7 +125,7 @@ pub struct Replay {
 }
 
 impl SubscriberFilter {
-    pub fn accepts(&self, event: &SharedEvent) -> bool {
+    pub(crate) fn accepts(&self, event: &SharedEvent) -> bool {
         let e = &event.event;
         self.project_id
             .as_ref()
