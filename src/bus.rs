@@ -37,12 +37,14 @@ use admitted::Gate;
 /// What a publish resolved with.
 #[derive(Debug, Clone)]
 pub enum Published {
+    /// Committed; or already stored with the same content, and then not delivered again.
     Stored(SharedEvent),
     /// The bus is disabled (`enabled: false`): validated, but neither stored nor delivered.
     NotStored(Event),
 }
 
 impl Published {
+    /// The event's wire form (with `position: null` when not stored).
     pub fn json(&self) -> Cow<'_, str> {
         match self {
             Published::Stored(e) => Cow::Borrowed(e.json()),
@@ -50,6 +52,7 @@ impl Published {
         }
     }
 
+    /// The event: as stored, or as accepted when not stored.
     pub fn event(&self) -> &Event {
         match self {
             Published::Stored(e) => &e.event,
@@ -57,6 +60,7 @@ impl Published {
         }
     }
 
+    /// Where it was stored, if it was.
     pub fn position(&self) -> Option<u64> {
         match self {
             Published::Stored(e) => Some(e.position),
@@ -94,6 +98,8 @@ struct Inner {
     log_registration: Mutex<Option<Registration>>,
 }
 
+/// One bus: a handle to its store, router and transports. Clones share the bus; `close` closes
+/// it for all of them.
 #[derive(Clone)]
 pub struct EventBus {
     inner: Arc<Inner>,
@@ -487,14 +493,18 @@ impl EventBus {
         Ok(self.inner.chain.add(middleware))
     }
 
+    /// Removes a user middleware; false if `id` is not registered (any more).
     pub fn remove_middleware(&self, id: MiddlewareId) -> bool {
         self.inner.chain.remove(id)
     }
 
+    /// Moves events older than `older_than` to the archive, in bounded batches; returns how many
+    /// moved. Safe to run concurrently and to re-run after a crash.
     pub async fn archive(&self, older_than: DateTime<Utc>) -> Result<u64> {
         self.admit()?.archive(older_than).await
     }
 
+    /// A page of stored events matching `filter`, within the scope's tenant.
     pub async fn get_events(&self, filter: EventFilter, scope: &Scope) -> Result<Page> {
         self.admit()?.get_events(filter, scope).await
     }
@@ -547,6 +557,7 @@ impl EventBus {
         self.inner.router.watch_pending(Box::new(watcher))
     }
 
+    /// Whether `close` has begun.
     pub fn is_closed(&self) -> bool {
         self.inner.gate.check_open().is_err()
     }

@@ -18,13 +18,21 @@ use crate::json_input::{describe_json_error, is_json_object};
 /// An event before it is stored: what publishers send, after parsing.
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// The publisher's id, or a UUIDv7 the bus generated.
     pub id: Uuid,
+    /// `type` on the wire: dot-separated lowercase words, e.g. `project.created`.
     pub event_type: String,
+    /// Any JSON value, as the publisher's text.
     pub payload: Box<RawValue>,
+    /// When the bus accepted it, to the millisecond (publishers cannot set it).
     pub timestamp: DateTime<Utc>,
+    /// The project it concerns, for filtering.
     pub project_id: Option<String>,
+    /// Its tenant: scoped handles, subscriptions and streams see only their own.
     pub tenant_id: Option<String>,
+    /// Who caused it, for filtering.
     pub user_id: Option<String>,
+    /// A JSON object, as the publisher's text.
     pub metadata: Option<Box<RawValue>>,
     /// The bus generated the id (UUIDv7), so no stored event can already have it.
     pub id_generated: bool,
@@ -34,14 +42,18 @@ pub struct Event {
 /// every subscriber; its JSON form is rendered once, on first use.
 #[derive(Debug)]
 pub struct StoredEvent {
+    /// The event as published (after middleware).
     pub event: Event,
+    /// Its place in the log: increasing in commit order, unique across instances.
     pub position: u64,
     json: OnceLock<String>,
 }
 
+/// How stored events are passed around: one allocation however many subscribers see it.
 pub type SharedEvent = Arc<StoredEvent>;
 
 impl StoredEvent {
+    /// `event` as stored at `position`.
     pub fn new(event: Event, position: u64) -> Self {
         Self {
             event,
@@ -50,7 +62,7 @@ impl StoredEvent {
         }
     }
 
-    /// The event as the JSON object handlers, queries and (later) webhooks receive.
+    /// The event as the JSON object handlers, queries and webhooks receive.
     pub(crate) fn json(&self) -> &str {
         self.json
             .get_or_init(|| self.event.to_json(Some(self.position)))
@@ -258,6 +270,7 @@ impl Event {
         self.payload.get().len()
     }
 
+    /// The wire form, with `position` (`null` when not stored).
     pub(crate) fn to_json(&self, position: Option<u64>) -> String {
         let view = EventView {
             id: self.id.hyphenated().to_string(),

@@ -1,6 +1,7 @@
 //! @situs/event-bus: the Rust core (plain Rust, no napi types) and, in `napi`, the thin layer that
 //! converts between it and JavaScript.
 
+#![warn(missing_docs)]
 // Without `napi`, what only the addon calls (SSE, webhook management, commit-wait hand-over) has
 // no caller, so dead code is checked in the `napi` build.
 #![cfg_attr(not(feature = "napi"), allow(dead_code))]

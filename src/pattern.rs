@@ -9,6 +9,7 @@ enum Segment {
     Tail,
 }
 
+/// A parsed pattern, matched against event types segment by segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
     source: String,
@@ -53,6 +54,7 @@ impl Pattern {
         })
     }
 
+    /// Parses a subscription's non-empty list; errors name `pattern` or `pattern[i]`.
     pub fn parse_all(sources: &[String]) -> Result<Vec<Pattern>> {
         if sources.is_empty() {
             return Err(EventBusError::InvalidEvent(

@@ -13,28 +13,39 @@ use crate::pattern::{any_matches, Pattern};
 pub(crate) const DEFAULT_LIMIT: usize = 100;
 pub(crate) const MAX_LIMIT: usize = 1000;
 
+/// The order of a page, by position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
+    /// Oldest first.
     #[default]
     Asc,
+    /// Newest first.
     Desc,
 }
 
 /// A resolved query, as stores receive it. Position bounds are exclusive.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
+    /// Type patterns, any of which matches; empty matches every type.
     pub types: Vec<Pattern>,
+    /// Only this project's events.
     pub project_id: Option<String>,
+    /// Only this tenant's events.
     pub tenant_id: Option<String>,
+    /// Only this user's events.
     pub user_id: Option<String>,
+    /// Exclusive lower bound on the position.
     pub after_position: Option<u64>,
+    /// Exclusive upper bound on the position (from a descending page's cursor).
     pub before_position: Option<u64>,
     /// Inclusive lower bound on the timestamp.
     pub since: Option<DateTime<Utc>>,
     /// Exclusive upper bound on the timestamp.
     pub until: Option<DateTime<Utc>>,
+    /// The page size: stores return up to `limit + 1` rows, the extra one proving a next page.
     pub limit: usize,
+    /// By position.
     pub order: Order,
     /// Also read archived events.
     pub include_archived: bool,
@@ -66,25 +77,40 @@ impl Query {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EventFilter {
+    /// Type patterns, as subscriptions take them ([`Pattern`]); any may match.
     pub types: Option<Vec<String>>,
+    /// Only this project's events.
     pub project_id: Option<String>,
+    /// Only this tenant's events (a tenant-scoped handle's own; another is FORBIDDEN).
     pub tenant_id: Option<String>,
+    /// Only this user's events.
     pub user_id: Option<String>,
+    /// Events after this position (exclusive); not with `cursor`.
     pub after_position: Option<u64>,
+    /// ISO-8601, inclusive.
     pub since: Option<String>,
+    /// ISO-8601, exclusive.
     pub until: Option<String>,
+    /// 1 to 1000, default 100.
     pub limit: Option<usize>,
+    /// A previous page's `next_cursor`, for the same order.
     pub cursor: Option<String>,
+    /// Ascending by default.
     pub order: Option<Order>,
+    /// Also read archived events.
     pub include_archived: Option<bool>,
 }
 
+/// One page of `getEvents`.
 pub struct Page {
+    /// In the query's order.
     pub events: Vec<SharedEvent>,
+    /// Where the next page starts, when there is one.
     pub next_cursor: Option<String>,
 }
 
 impl EventFilter {
+    /// Parses `getEvents`' argument; unknown fields are refused (INVALID_EVENT).
     pub fn from_json(text: &str) -> Result<EventFilter> {
         parse_object(text, "filter", "").map_err(EventBusError::InvalidEvent)
     }

@@ -25,7 +25,9 @@ const MAX_BATCH: usize = 1024;
 /// A handler invocation that threw or rejected.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct HandlerFailure {
+    /// The event it failed on.
     pub position: u64,
+    /// What it threw, as text.
     pub message: String,
 }
 
@@ -33,7 +35,9 @@ pub struct HandlerFailure {
 /// them, each event's handler time in seconds (in batch order).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Handled {
+    /// The calls that threw or rejected.
     pub failures: Vec<HandlerFailure>,
+    /// One per event when measured; `None` leaves timing to the caller.
     pub seconds: Option<Vec<f64>>,
 }
 
@@ -76,16 +80,22 @@ pub(crate) fn queued_bytes(event: &SharedEvent) -> u64 {
 /// parsed with the rest of the options by `consumer_group::parse_subscribe_options`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubscriberFilter {
+    /// Only this project's events.
     pub project_id: Option<String>,
+    /// Only this tenant's events (a tenant-scoped handle's own; another is FORBIDDEN).
     pub tenant_id: Option<String>,
     /// Where delivery starts: `"now"` (default), `"beginning"`, or after a position (exclusive).
     pub from: Option<StartFrom>,
 }
 
+/// Where a subscription or a new consumer group starts reading the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartFrom {
+    /// Events committed from now on.
     Now,
+    /// Every stored event, then live ones.
     Beginning,
+    /// Events after this position (exclusive), then live ones.
     After(u64),
 }
 
@@ -180,6 +190,7 @@ impl Subscription {
         }
     }
 
+    /// Until `unsubscribe` is called.
     pub fn is_active(&self) -> bool {
         !self.cancelled.load(Ordering::SeqCst)
     }

@@ -67,7 +67,7 @@ impl Admitted {
     }
 
     /// As [`Admitted::publish`], but the result goes to `done`, called by the writer as it
-    /// answers the commit (see [`crate::batcher`]), or at once if the event is refused or not
+    /// answers the commit (see the `batcher` module), or at once if the event is refused or not
     /// stored. `done` must be quick and must not block.
     pub async fn publish_then(
         self,

@@ -14,10 +14,13 @@ use crate::event::SharedEvent;
 /// A partition this member holds, and the last position the group finished in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
+    /// 0 to the group's partition count − 1.
     pub partition: u32,
+    /// The last position finished in it: delivery resumes after it.
     pub checkpoint: u64,
 }
 
+/// Where a dead letter stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeadLetterStatus {
@@ -51,14 +54,23 @@ impl DeadLetterStatus {
 /// An event a group gave up on, with the event as it was delivered (wire JSON).
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// Its id, for `retry_dead_letter`.
     pub id: u64,
+    /// The group that gave up.
     pub group: String,
+    /// The event's position in the log.
     pub position: u64,
+    /// The event's wire JSON.
     pub event_json: String,
+    /// Handler calls made, over every round.
     pub attempts: u32,
+    /// The last failure's message.
     pub error: String,
+    /// Dead, retrying or resolved.
     pub status: DeadLetterStatus,
+    /// When the group first gave up.
     pub created_at: DateTime<Utc>,
+    /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -141,6 +153,7 @@ pub(crate) fn plan_claim(
     }
 }
 
+/// A store's consumer-group state (`Store::groups`): what members of any instance share.
 #[async_trait]
 pub trait GroupStore: Send + Sync {
     /// Creates the group's `partitions` partitions with checkpoint `start` unless the group
@@ -179,6 +192,7 @@ pub trait GroupStore: Send + Sync {
         Ok(())
     }
 
+    /// Records that `group` gave up on `event` after `attempts` calls; returns its id.
     async fn add_dead_letter(
         &self,
         group: &str,
