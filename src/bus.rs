@@ -38,12 +38,14 @@ use admitted::Gate;
 /// What a publish resolved with.
 #[derive(Debug, Clone)]
 pub enum Published {
+    /// Committed; or already stored with the same content, and then not delivered again.
     Stored(SharedEvent),
     /// The bus is disabled (`enabled: false`): validated, but neither stored nor delivered.
     NotStored(Event),
 }
 
 impl Published {
+    /// The event's wire form (with `position: null` when not stored).
     pub fn json(&self) -> Cow<'_, str> {
         match self {
             Published::Stored(e) => Cow::Borrowed(e.json()),
@@ -51,6 +53,7 @@ impl Published {
         }
     }
 
+    /// The event: as stored, or as accepted when not stored.
     pub fn event(&self) -> &Event {
         match self {
             Published::Stored(e) => &e.event,
@@ -58,6 +61,7 @@ impl Published {
         }
     }
 
+    /// Where it was stored, if it was.
     pub fn position(&self) -> Option<u64> {
         match self {
             Published::Stored(e) => Some(e.position),
@@ -95,6 +99,8 @@ struct Inner {
     log_registration: Mutex<Option<Registration>>,
 }
 
+/// One bus: a handle to its store, router and transports. Clones share the bus; `close` closes
+/// it for all of them.
 #[derive(Clone)]
 pub struct EventBus {
     inner: Arc<Inner>,
@@ -252,7 +258,7 @@ impl EventBus {
 
     /// Starts an SSE server on the bus's runtime; `authorize` decides each connection (none:
     /// every connection sees every event its query selects).
-    pub async fn sse_listen(
+    pub(crate) async fn sse_listen(
         &self,
         options: ListenOptions,
         authorizer: Option<Arc<dyn Authorizer>>,
@@ -270,7 +276,7 @@ impl EventBus {
 
     /// A stream of events for NestJS `@Sse()`: replay after `lastEventId`, then live; scoped to
     /// the handle's tenant.
-    pub async fn sse_stream(
+    pub(crate) async fn sse_stream(
         &self,
         options: StreamOptions,
         scope: &Scope,
@@ -297,12 +303,12 @@ impl EventBus {
     }
 
     /// Webhook endpoints and deliveries (CLOSED once the bus is closing).
-    pub fn webhooks(&self) -> Result<&Webhooks> {
+    pub(crate) fn webhooks(&self) -> Result<&Webhooks> {
         self.inner.gate.check_open()?;
         Ok(&self.inner.webhooks)
     }
 
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }
 
@@ -352,7 +358,7 @@ impl EventBus {
     }
 
     /// Runs `task` on the bus's runtime (callable from outside it, e.g. from napi).
-    pub fn spawn<F>(&self, task: F)
+    pub(crate) fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -361,7 +367,7 @@ impl EventBus {
 
     /// Announces a caller being answered who will probably publish again at once; see
     /// [`Batcher::expect_return`].
-    pub fn expect_return(&self) -> Option<Arrival> {
+    pub(crate) fn expect_return(&self) -> Option<Arrival> {
         self.inner.batcher.expect_return()
     }
 
@@ -512,10 +518,13 @@ impl EventBus {
         Ok(self.inner.chain.add(middleware))
     }
 
+    /// Removes a user middleware; false if `id` is not registered (any more).
     pub fn remove_middleware(&self, id: MiddlewareId) -> bool {
         self.inner.chain.remove(id)
     }
 
+    /// Moves events older than `older_than` to the archive, in bounded batches; returns how many
+    /// moved. Safe to run concurrently and to re-run after a crash.
     pub async fn archive(&self, older_than: DateTime<Utc>) -> Result<u64> {
         self.admit()?.archive(older_than, None).await
     }
@@ -526,6 +535,7 @@ impl EventBus {
         self.admit()?.archive(older_than, Some(limit)).await
     }
 
+    /// A page of stored events matching `filter`, within the scope's tenant.
     pub async fn get_events(&self, filter: EventFilter, scope: &Scope) -> Result<Page> {
         self.admit()?.get_events(filter, scope).await
     }
@@ -578,17 +588,21 @@ impl EventBus {
         self.inner.router.idle().await;
     }
 
-    pub fn pending_deliveries(&self) -> usize {
+    pub(crate) fn pending_deliveries(&self) -> usize {
         self.inner.router.pending()
     }
 
     /// Calls `watcher` (from any thread) whenever [`EventBus::pending_deliveries`] goes from zero
     /// to more or back, so a host can keep its process alive while committed events wait for their
     /// handlers. It reads the count itself: racing calls may arrive out of order. Set once.
-    pub fn watch_pending_deliveries(&self, watcher: impl Fn() + Send + Sync + 'static) -> bool {
+    pub(crate) fn watch_pending_deliveries(
+        &self,
+        watcher: impl Fn() + Send + Sync + 'static,
+    ) -> bool {
         self.inner.router.watch_pending(Box::new(watcher))
     }
 
+    /// Whether `close` has begun.
     pub fn is_closed(&self) -> bool {
         self.inner.gate.check_open().is_err()
     }

@@ -12,41 +12,52 @@ use crate::error::Result;
 mod resolve;
 
 /// The embedded default store, used when neither `storeUrl` nor EVENT_STORE_URL is given.
-pub const DEFAULT_STORE_URL: &str = "sqlite://./event-bus.db";
+pub(crate) const DEFAULT_STORE_URL: &str = "sqlite://./event-bus.db";
 
-/// Environment variables the bus reads (names from the seed application).
-pub const ENV_VARS: [&str; 5] = [
-    "EVENT_BUS_ENABLED",
-    "EVENT_STORE_URL",
-    "WEBHOOK_RETRY_ATTEMPTS",
-    "WEBHOOK_TIMEOUT",
-    "SSE_HEARTBEAT_INTERVAL",
-];
-
+/// The most verbose records forwarded to the bus's logger (`logLevel`), least verbose first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    /// Errors only.
     Error,
+    /// Also failures the bus retries or contains (a handler that threw, a lost connection).
     Warn,
+    /// Also the lifecycle: opened, closed, servers listening, groups joined (the default).
     Info,
+    /// Also routine detail: rejected publishes, streams opened, partitions moving.
     Debug,
+    /// Everything.
     Trace,
 }
 
+/// The resolved options of one bus.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// `postgres://…`, `sqlite://path` or `memory:` (`storeUrl`, EVENT_STORE_URL).
     pub store_url: String,
+    /// Connection pool (`store`).
     pub store: StoreConfig,
+    /// Delivery across instances (`delivery`).
     pub delivery: DeliveryConfig,
+    /// Background archiving (`retention`).
     pub retention: RetentionConfig,
+    /// False: publishes are validated but neither stored nor delivered (EVENT_BUS_ENABLED).
     pub enabled: bool,
+    /// Webhook delivery (`webhook`).
     pub webhook: WebhookConfig,
+    /// Server-sent events (`sse`).
     pub sse: SseConfig,
+    /// Group commit (`batch`).
     pub batch: BatchConfig,
+    /// Built-in event checks (`validation`).
     pub validation: ValidationConfig,
+    /// Tenant rules (`security`).
     pub security: SecurityConfig,
+    /// What reaches the bus's logger (`logLevel`).
     pub log_level: LogLevel,
+    /// Measuring and `/metrics` (`metrics`).
     pub metrics: MetricsConfig,
+    /// When `health()` reports the bus unhealthy.
     pub health: HealthConfig,
 }
 
@@ -62,6 +73,7 @@ pub struct HealthConfig {
     /// A consumer group this many positions behind the head, or whose oldest unhandled event is
     /// this old.
     pub max_group_lag_events: u64,
+    /// The age limit of a group's oldest unhandled event.
     pub max_group_lag: Duration,
 }
 
@@ -76,10 +88,14 @@ pub struct MetricsConfig {
     pub listen: Option<MetricsListen>,
 }
 
+/// Where `/metrics` is served (`metrics.listen`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsListen {
+    /// Default 127.0.0.1.
     pub host: String,
+    /// 0 (the default) picks a free port.
     pub port: u16,
+    /// Default `/metrics`.
     pub path: String,
 }
 
@@ -90,9 +106,12 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
 }
 
+/// How a durable store connects (`store`); see [`crate::store::StoreOptions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
+    /// Connections in the pool at most (`poolSize`).
     pub pool_size: u32,
+    /// How long to wait for a connection (`acquireTimeoutMs`).
     pub acquire_timeout: Duration,
 }
 
@@ -100,25 +119,34 @@ pub struct StoreConfig {
 /// older than `delete_archived_after` (counted from archiving) are deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RetentionConfig {
+    /// None: events stay in the log.
     pub archive_after: Option<Duration>,
+    /// None: archived events are kept.
     pub delete_archived_after: Option<Duration>,
+    /// How often the retention pass runs.
     pub interval: Duration,
 }
 
+/// Webhook delivery (`webhook`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     /// Attempts after the first one.
     pub retry_attempts: u32,
+    /// Per request, in milliseconds.
     pub timeout_ms: u64,
     /// Requests in flight across all endpoints.
     pub concurrency: usize,
     /// Requests in flight to one endpoint, so a slow one cannot take every worker.
     pub per_endpoint_concurrency: usize,
+    /// Allow endpoints that resolve to loopback, private or link-local addresses (off: SSRF guard).
     pub allow_private_networks: bool,
+    /// Allow `http://` endpoint URLs (off: `https://` only).
     pub allow_http: bool,
     /// Delay before retry n: `initial × factor^(n-1)`, capped at `max`, ±20% jitter.
     pub backoff_initial: Duration,
+    /// The cap on a retry's delay.
     pub backoff_max: Duration,
+    /// Each retry's delay is this many times the previous one.
     pub backoff_factor: u32,
     /// Dead deliveries in a row that disable an endpoint.
     pub disable_after_failures: u32,
@@ -128,8 +156,10 @@ pub struct WebhookConfig {
     pub workers: bool,
 }
 
+/// Server-sent events (`sse`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseConfig {
+    /// A comment line is sent after this long without an event, so proxies keep the stream open.
     pub heartbeat_interval_ms: u64,
     /// Recent events kept in memory, so typical reconnects replay without the store.
     pub replay_buffer: usize,
@@ -139,21 +169,29 @@ pub struct SseConfig {
     pub retry_ms: u64,
 }
 
+/// Group commit (`batch`): publishes waiting together are written in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchConfig {
+    /// Events per commit at most.
     pub max_size: usize,
+    /// Longest the writer waits for more publishes to join a commit (0: none beyond those on
+    /// their way).
     pub max_delay_ms: u64,
 }
 
+/// The built-in checks on each event (`validation`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidationConfig {
+    /// The limit on the payload's JSON text, and on the metadata's.
     pub max_payload_bytes: usize,
     /// JSON Schema per event type, checked against each payload of that type.
     pub schemas: BTreeMap<String, Value>,
 }
 
+/// Tenant rules (`security`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityConfig {
+    /// Refuse events without a tenantId (FORBIDDEN).
     pub require_tenant: bool,
 }
 
@@ -226,16 +264,6 @@ impl Config {
     /// Resolves JSON options (`{}` for none) over the given environment variables.
     pub fn resolve(options_json: &str, env: &HashMap<String, String>) -> Result<Config> {
         resolve::resolve(options_json, env)
-    }
-
-    /// Resolves options over the process environment (for Rust callers; the JS wrapper passes
-    /// its `process.env` explicitly, since native code does not see changes made in JS).
-    pub fn from_process_env(options_json: &str) -> Result<Config> {
-        let env = ENV_VARS
-            .iter()
-            .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
-            .collect();
-        Config::resolve(options_json, &env)
     }
 }
 

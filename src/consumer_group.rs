@@ -29,10 +29,10 @@ mod members;
 mod options;
 
 pub(crate) use members::Members;
-pub use options::{
-    parse_dead_letter_id, parse_subscribe_options, DeadLetterFilter, GroupOptions, PartitionKey,
-    DEAD_LETTER_DEFAULT_LIMIT,
-};
+// For the addon's deadLetters and retryDeadLetter.
+#[cfg(feature = "napi")]
+pub(crate) use options::{parse_dead_letter_id, DeadLetterFilter};
+pub use options::{parse_subscribe_options, GroupOptions, PartitionKey};
 
 /// Events read from the log per round.
 const PAGE: usize = 500;
@@ -57,7 +57,7 @@ pub fn partition_of(event: &SharedEvent, key: PartitionKey, partitions: u32) -> 
 }
 
 /// One member of a group in this instance.
-pub struct Member {
+pub(crate) struct Member {
     pub id: String,
     pub store: Arc<dyn Store>,
     pub options: GroupOptions,
@@ -97,7 +97,7 @@ impl Member {
     }
 
     /// Runs until stopped; then gives its partitions back and returns.
-    pub async fn run(self: Arc<Self>) {
+    pub(crate) async fn run(self: Arc<Self>) {
         // However the member ends, no ring stays counted as pending work.
         let _closing = CloseOnDrop(&self.busy);
         let groups = self.store.groups();

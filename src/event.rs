@@ -18,13 +18,21 @@ use crate::json_input::{describe_json_error, is_json_object};
 /// An event before it is stored: what publishers send, after parsing.
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// The publisher's id, or a UUIDv7 the bus generated.
     pub id: Uuid,
+    /// `type` on the wire: dot-separated lowercase words, e.g. `project.created`.
     pub event_type: String,
+    /// Any JSON value, as the publisher's text.
     pub payload: Box<RawValue>,
+    /// When the bus accepted it, to the millisecond (publishers cannot set it).
     pub timestamp: DateTime<Utc>,
+    /// The project it concerns, for filtering.
     pub project_id: Option<String>,
+    /// Its tenant: scoped handles, subscriptions and streams see only their own.
     pub tenant_id: Option<String>,
+    /// Who caused it, for filtering.
     pub user_id: Option<String>,
+    /// A JSON object, as the publisher's text.
     pub metadata: Option<Box<RawValue>>,
     /// The bus generated the id (UUIDv7), so no stored event can already have it.
     pub id_generated: bool,
@@ -34,14 +42,18 @@ pub struct Event {
 /// every subscriber; its JSON form is rendered once, on first use.
 #[derive(Debug)]
 pub struct StoredEvent {
+    /// The event as published (after middleware).
     pub event: Event,
+    /// Its place in the log: increasing in commit order, unique across instances.
     pub position: u64,
     json: OnceLock<String>,
 }
 
+/// How stored events are passed around: one allocation however many subscribers see it.
 pub type SharedEvent = Arc<StoredEvent>;
 
 impl StoredEvent {
+    /// `event` as stored at `position`.
     pub fn new(event: Event, position: u64) -> Self {
         Self {
             event,
@@ -50,8 +62,8 @@ impl StoredEvent {
         }
     }
 
-    /// The event as the JSON object handlers, queries and (later) webhooks receive.
-    pub fn json(&self) -> &str {
+    /// The event as the JSON object handlers, queries and webhooks receive.
+    pub(crate) fn json(&self) -> &str {
         self.json
             .get_or_init(|| self.event.to_json(Some(self.position)))
     }
@@ -161,7 +173,7 @@ impl Event {
 
     /// Parses what a middleware returned for `self`: the id stays unless the middleware set one,
     /// and the timestamp always stays.
-    pub fn replaced_from_json(&self, text: &str) -> Result<Event> {
+    pub(crate) fn replaced_from_json(&self, text: &str) -> Result<Event> {
         let (mut event, id_given) = Self::parse(text)?;
         if !id_given {
             event.id = self.id;
@@ -225,7 +237,7 @@ impl Event {
     }
 
     /// Parses a JSON array of events; errors name the index (`events[3].type …`).
-    pub fn many_from_json(text: &str) -> Result<Vec<Event>> {
+    pub(crate) fn many_from_json(text: &str) -> Result<Vec<Event>> {
         let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
             EventBusError::InvalidEvent(format!(
                 "events must be an array of events: {}",
@@ -240,7 +252,7 @@ impl Event {
     }
 
     /// Same content as another publish of the same id (timestamps and positions aside).
-    pub fn same_content(&self, other: &Event) -> bool {
+    pub(crate) fn same_content(&self, other: &Event) -> bool {
         fn parsed(raw: Option<&RawValue>) -> Option<Value> {
             raw.and_then(|r| serde_json::from_str(r.get()).ok())
         }
@@ -254,11 +266,12 @@ impl Event {
     }
 
     /// Payload size in bytes, as the UTF-8 of its JSON text.
-    pub fn payload_bytes(&self) -> usize {
+    pub(crate) fn payload_bytes(&self) -> usize {
         self.payload.get().len()
     }
 
-    pub fn to_json(&self, position: Option<u64>) -> String {
+    /// The wire form, with `position` (`null` when not stored).
+    pub(crate) fn to_json(&self, position: Option<u64>) -> String {
         let view = EventView {
             id: self.id.hyphenated().to_string(),
             event_type: &self.event_type,

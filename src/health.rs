@@ -14,6 +14,7 @@ use crate::store::Store;
 /// One check's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
+    /// Whether this part can do its work.
     pub ok: bool,
     /// Why it is not ok, or a note on an ok one (e.g. "reconnecting"); None when there is
     /// nothing to say.
@@ -48,16 +49,22 @@ impl Check {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Checks {
+    /// The store answers a read within `health.storeTimeoutMs`.
     pub store: Check,
+    /// The LISTEN connection is up, or down for less than `health.listenerDownMs`.
     pub listener: Check,
+    /// Webhook deliveries waiting are within `health.maxWebhookBacklog`.
     pub webhook_workers: Check,
+    /// Every consumer group is within its lag limits.
     pub consumer_groups: Check,
 }
 
 /// `healthy` when every check is ok.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthReport {
+    /// Every check is ok.
     pub healthy: bool,
+    /// Each check's verdict.
     pub checks: Checks,
 }
 

@@ -20,13 +20,19 @@ use crate::config::LogLevel;
 /// One log record, as the JS logger receives it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogRecord {
+    /// `error`, `warn`, `info`, `debug` or `trace`.
     pub level: &'static str,
+    /// The Rust module that logged it.
     pub target: String,
+    /// The formatted message.
     pub message: String,
+    /// The record's other fields (an error, a count, …), debug-formatted when not plain values.
     pub fields: Map<String, Value>,
 }
 
+/// Where one bus's log records go (`EventBus::open`): those at its `logLevel` or more severe.
 pub trait LogSink: Send + Sync + 'static {
+    /// Called on the thread that logged, so it must be quick and must not block.
     fn log(&self, record: LogRecord);
 }
 

@@ -9,6 +9,7 @@ enum Segment {
     Tail,
 }
 
+/// A parsed pattern, matched against event types segment by segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
     source: String,
@@ -24,7 +25,7 @@ pub(crate) fn is_type_segment(s: &str) -> bool {
 
 impl Pattern {
     /// Parses a pattern; `field` names it in errors (e.g. `pattern[1]`).
-    pub fn parse(source: &str, field: &str) -> Result<Pattern> {
+    pub(crate) fn parse(source: &str, field: &str) -> Result<Pattern> {
         let invalid = |why: &str| {
             EventBusError::InvalidEvent(format!("{field} {source:?} is not a valid pattern: {why}"))
         };
@@ -53,6 +54,7 @@ impl Pattern {
         })
     }
 
+    /// Parses a subscription's non-empty list; errors name `pattern` or `pattern[i]`.
     pub fn parse_all(sources: &[String]) -> Result<Vec<Pattern>> {
         if sources.is_empty() {
             return Err(EventBusError::InvalidEvent(
@@ -73,11 +75,7 @@ impl Pattern {
             .collect()
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
-    pub fn matches(&self, event_type: &str) -> bool {
+    pub(crate) fn matches(&self, event_type: &str) -> bool {
         let mut parts = event_type.split('.');
         for segment in &self.segments {
             match segment {
@@ -100,7 +98,7 @@ impl Pattern {
 
 impl Pattern {
     /// True when the pattern is a plain event type (no wildcard).
-    pub fn exact(&self) -> Option<&str> {
+    pub(crate) fn exact(&self) -> Option<&str> {
         self.segments
             .iter()
             .all(|s| matches!(s, Segment::Literal(_)))
@@ -131,7 +129,7 @@ impl Pattern {
     }
 }
 
-pub fn any_matches(patterns: &[Pattern], event_type: &str) -> bool {
+pub(crate) fn any_matches(patterns: &[Pattern], event_type: &str) -> bool {
     patterns.iter().any(|p| p.matches(event_type))
 }
 

@@ -10,31 +10,42 @@ use crate::event::SharedEvent;
 use crate::json_input::parse_object;
 use crate::pattern::{any_matches, Pattern};
 
-pub const DEFAULT_LIMIT: usize = 100;
-pub const MAX_LIMIT: usize = 1000;
+pub(crate) const DEFAULT_LIMIT: usize = 100;
+pub(crate) const MAX_LIMIT: usize = 1000;
 
+/// The order of a page, by position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
+    /// Oldest first.
     #[default]
     Asc,
+    /// Newest first.
     Desc,
 }
 
 /// A resolved query, as stores receive it. Position bounds are exclusive.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
+    /// Type patterns, any of which matches; empty matches every type.
     pub types: Vec<Pattern>,
+    /// Only this project's events.
     pub project_id: Option<String>,
+    /// Only this tenant's events.
     pub tenant_id: Option<String>,
+    /// Only this user's events.
     pub user_id: Option<String>,
+    /// Exclusive lower bound on the position.
     pub after_position: Option<u64>,
+    /// Exclusive upper bound on the position (from a descending page's cursor).
     pub before_position: Option<u64>,
     /// Inclusive lower bound on the timestamp.
     pub since: Option<DateTime<Utc>>,
     /// Exclusive upper bound on the timestamp.
     pub until: Option<DateTime<Utc>>,
+    /// The page size: stores return up to `limit + 1` rows, the extra one proving a next page.
     pub limit: usize,
+    /// By position.
     pub order: Order,
     /// Also read archived events.
     pub include_archived: bool,
@@ -42,7 +53,7 @@ pub struct Query {
 
 impl Query {
     /// Whether an event passes every filter except the position bounds.
-    pub fn accepts(&self, event: &SharedEvent) -> bool {
+    pub(crate) fn accepts(&self, event: &SharedEvent) -> bool {
         let e = &event.event;
         (self.types.is_empty() || any_matches(&self.types, &e.event_type))
             && self
@@ -66,31 +77,46 @@ impl Query {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EventFilter {
+    /// Type patterns, as subscriptions take them ([`Pattern`]); any may match.
     pub types: Option<Vec<String>>,
+    /// Only this project's events.
     pub project_id: Option<String>,
+    /// Only this tenant's events (a tenant-scoped handle's own; another is FORBIDDEN).
     pub tenant_id: Option<String>,
+    /// Only this user's events.
     pub user_id: Option<String>,
+    /// Events after this position (exclusive); not with `cursor`.
     pub after_position: Option<u64>,
+    /// ISO-8601, inclusive.
     pub since: Option<String>,
+    /// ISO-8601, exclusive.
     pub until: Option<String>,
+    /// 1 to 1000, default 100.
     pub limit: Option<usize>,
+    /// A previous page's `next_cursor`, for the same order.
     pub cursor: Option<String>,
+    /// Ascending by default.
     pub order: Option<Order>,
+    /// Also read archived events.
     pub include_archived: Option<bool>,
 }
 
+/// One page of `getEvents`.
 pub struct Page {
+    /// In the query's order.
     pub events: Vec<SharedEvent>,
+    /// Where the next page starts, when there is one.
     pub next_cursor: Option<String>,
 }
 
 impl EventFilter {
+    /// Parses `getEvents`' argument; unknown fields are refused (INVALID_EVENT).
     pub fn from_json(text: &str) -> Result<EventFilter> {
         parse_object(text, "filter", "").map_err(EventBusError::InvalidEvent)
     }
 
     /// Checks the filter and turns it into a store query.
-    pub fn resolve(self) -> Result<Query> {
+    pub(crate) fn resolve(self) -> Result<Query> {
         let invalid = |m: String| EventBusError::InvalidEvent(m);
         let types = match &self.types {
             None => Vec::new(),
@@ -144,7 +170,7 @@ impl EventFilter {
     }
 }
 
-pub fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>> {
+pub(crate) fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>> {
     value
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
@@ -159,13 +185,13 @@ pub fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Ut
 }
 
 /// Like [`parse_time`], for a field that must be given (`archive`'s `olderThan`).
-pub fn parse_required_time(value: Option<&str>, field: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_required_time(value: Option<&str>, field: &str) -> Result<DateTime<Utc>> {
     parse_time(value, field)?
         .ok_or_else(|| EventBusError::InvalidEvent(format!("{field} is required")))
 }
 
 /// `archive`'s `limit`: a positive whole number of events.
-pub fn parse_archive_limit(limit: f64) -> Result<u64> {
+pub(crate) fn parse_archive_limit(limit: f64) -> Result<u64> {
     crate::json_input::whole_number_id(limit).ok_or_else(|| {
         EventBusError::InvalidEvent(format!(
             "limit must be a positive whole number of events, got {limit}"
@@ -173,7 +199,7 @@ pub fn parse_archive_limit(limit: f64) -> Result<u64> {
     })
 }
 
-pub fn encode_cursor(order: Order, position: u64) -> String {
+pub(crate) fn encode_cursor(order: Order, position: u64) -> String {
     let tag = match order {
         Order::Asc => 'a',
         Order::Desc => 'd',
@@ -198,7 +224,7 @@ fn decode_cursor(cursor: &str) -> Result<(Order, u64)> {
 }
 
 /// Builds a page from up to `limit + 1` rows: the extra row only proves there is a next page.
-pub fn into_page(mut rows: Vec<SharedEvent>, query: &Query) -> Page {
+pub(crate) fn into_page(mut rows: Vec<SharedEvent>, query: &Query) -> Page {
     let more = rows.len() > query.limit;
     rows.truncate(query.limit);
     let next_cursor = if more {

@@ -25,7 +25,9 @@ const MAX_BATCH: usize = 1024;
 /// A handler invocation that threw or rejected.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct HandlerFailure {
+    /// The event it failed on.
     pub position: u64,
+    /// What it threw, as text.
     pub message: String,
 }
 
@@ -33,7 +35,9 @@ pub struct HandlerFailure {
 /// them, each event's handler time in seconds (in batch order).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Handled {
+    /// The calls that threw or rejected.
     pub failures: Vec<HandlerFailure>,
+    /// One per event when measured; `None` leaves timing to the caller.
     pub seconds: Option<Vec<f64>>,
 }
 
@@ -76,16 +80,22 @@ pub(crate) fn queued_bytes(event: &SharedEvent) -> u64 {
 /// parsed with the rest of the options by `consumer_group::parse_subscribe_options`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubscriberFilter {
+    /// Only this project's events.
     pub project_id: Option<String>,
+    /// Only this tenant's events (a tenant-scoped handle's own; another is FORBIDDEN).
     pub tenant_id: Option<String>,
     /// Where delivery starts: `"now"` (default), `"beginning"`, or after a position (exclusive).
     pub from: Option<StartFrom>,
 }
 
+/// Where a subscription or a new consumer group starts reading the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartFrom {
+    /// Events committed from now on.
     Now,
+    /// Every stored event, then live ones.
     Beginning,
+    /// Events after this position (exclusive), then live ones.
     After(u64),
 }
 
@@ -109,7 +119,7 @@ pub(crate) fn start_from<'de, D: serde::Deserializer<'de>>(
 
 impl StartFrom {
     /// The position to replay after, or None to start with live events.
-    pub fn replay_after(self) -> Option<u64> {
+    pub(crate) fn replay_after(self) -> Option<u64> {
         match self {
             StartFrom::After(p) => Some(p),
             StartFrom::Beginning => Some(0),
@@ -125,7 +135,7 @@ pub struct Replay {
 }
 
 impl SubscriberFilter {
-    pub fn accepts(&self, event: &SharedEvent) -> bool {
+    pub(crate) fn accepts(&self, event: &SharedEvent) -> bool {
         let e = &event.event;
         self.project_id
             .as_ref()
@@ -168,20 +178,9 @@ pub struct Subscription {
     id: u64,
     cancelled: Arc<AtomicBool>,
     router: Weak<Router>,
-    /// Live delivery covers every event after this position.
-    starts_after: u64,
 }
 
 impl Subscription {
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Live events after this position reach the subscriber (without `from`).
-    pub fn starts_after(&self) -> u64 {
-        self.starts_after
-    }
-
     /// Stops delivery at once: queued events are dropped, a batch in flight stops at the
     /// next handler call (the sink checks `is_active`).
     pub fn unsubscribe(&self) {
@@ -191,11 +190,12 @@ impl Subscription {
         }
     }
 
+    /// Until `unsubscribe` is called.
     pub fn is_active(&self) -> bool {
         !self.cancelled.load(Ordering::SeqCst)
     }
 
-    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+    pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancelled.clone()
     }
 }
@@ -278,7 +278,6 @@ impl Router {
             id,
             cancelled,
             router: Arc::downgrade(self),
-            starts_after: start_after,
         }
     }
 

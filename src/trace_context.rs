@@ -18,7 +18,9 @@ const TRACESTATE_MAX: usize = 512;
 /// A valid `traceparent`, and `tracestate` when valid too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
+    /// `00-<trace id>-<parent id>-<flags>`
     pub traceparent: String,
+    /// Vendor-specific trace data, passed on as it is.
     pub tracestate: Option<String>,
 }
 
@@ -49,7 +51,10 @@ impl TraceContext {
 /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, ids not all zero (version 00; later
 /// versions may append fields, which are kept).
 pub fn valid_traceparent(value: &str) -> bool {
-    let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let lower_hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     let parts: Vec<&str> = value.split('-').collect();
     if parts.len() < 4 {
         return false;
@@ -85,12 +90,22 @@ mod tests {
     #[test]
     fn traceparents_are_checked_as_w3c_says() {
         assert!(valid_traceparent(VALID));
-        assert!(!valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
-        assert!(!valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
-        assert!(!valid_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));
-        assert!(!valid_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert!(!valid_traceparent(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+        assert!(!valid_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"
+        ));
+        assert!(!valid_traceparent(
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!valid_traceparent(
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
         assert!(!valid_traceparent(&format!("{VALID}-extra")));
-        assert!(valid_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"));
+        assert!(valid_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
+        ));
         assert!(!valid_traceparent("not a traceparent"));
     }
 

@@ -7,10 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{event, test_database_url, Outage, Recorder, TestStore};
+use common::{endpoint, event, test_database_url, Outage, Recorder, TestStore};
 use serde_json::json;
 use situs_event_bus::health::HealthReport;
-use situs_event_bus::transport::webhook::RegisterInput;
 use situs_event_bus::{EventBus, Scope};
 
 /// Polls `bus.health()` until `wanted`; bounded (the bus reconnects on its own schedule).
@@ -97,20 +96,13 @@ async fn a_webhook_backlog_and_a_lagging_group_past_their_limits_are_unhealthy()
         let bus = store
             .open(
                 r#"{"health":{"maxWebhookBacklog":2,"maxGroupLagEvents":3},
-                    "webhook":{"workers":false,"allowHttp":true,"allowPrivateNetworks":true}}"#,
+                    "webhook":{"workers":false}}"#,
             )
             .await;
         assert!(bus.health().await.healthy, "{}", store.url);
-        bus.webhooks()
-            .expect("open")
-            .register(RegisterInput {
-                url: "http://127.0.0.1:9/hook".into(),
-                events: vec!["hook.*".into()],
-                tenant_id: None,
-                project_id: None,
-                secret: None,
-                description: None,
-            })
+        bus.store()
+            .webhooks()
+            .insert_endpoint(&endpoint(&["hook.*"], None, None))
             .await
             .expect("register");
         let (filter, group) =

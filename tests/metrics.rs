@@ -7,9 +7,8 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{event, subscribe, Recorder, TestStore};
+use common::{endpoint, event, subscribe, Recorder, TestStore};
 use prometheus_parse::{Scrape, Value};
-use situs_event_bus::transport::webhook::RegisterInput;
 use situs_event_bus::{EventBus, Scope};
 
 fn all() -> Scope {
@@ -218,19 +217,12 @@ async fn the_webhook_outbox_and_group_lag_refresh_from_the_store() {
         let bus = store
             .open(
                 r#"{"metrics":{"refreshIntervalMs":100},
-                    "webhook":{"workers":false,"allowHttp":true,"allowPrivateNetworks":true}}"#,
+                    "webhook":{"workers":false}}"#,
             )
             .await;
-        bus.webhooks()
-            .expect("open")
-            .register(RegisterInput {
-                url: "http://127.0.0.1:9/hook".into(),
-                events: vec!["hook.*".into()],
-                tenant_id: None,
-                project_id: None,
-                secret: None,
-                description: None,
-            })
+        bus.store()
+            .webhooks()
+            .insert_endpoint(&endpoint(&["hook.*"], None, None))
             .await
             .expect("register");
         // A group that joined and left: its checkpoint stays where it was.

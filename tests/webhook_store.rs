@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{event, typed, TestStore};
+use common::{endpoint, event, typed, TestStore};
 use serde_json::json;
-use situs_event_bus::pattern::Pattern;
 use situs_event_bus::store::webhooks::{
-    Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, EndpointPatch,
-    NewEndpoint, Next, Outcome, WebhookStore,
+    Attempt, Delivery, DeliveryQuery, DeliveryStatus, Disabled, DueDelivery, EndpointPatch, Next,
+    Outcome, WebhookStore,
 };
 use situs_event_bus::store::Store;
 use situs_event_bus::transport::webhook::{delivery_json, signing};
@@ -28,27 +27,6 @@ const LEASE: Duration = Duration::from_secs(60);
 
 fn all() -> Scope {
     Scope::default()
-}
-
-fn endpoint(events: &[&str], tenant: Option<&str>, project: Option<&str>) -> NewEndpoint {
-    let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
-    let type_regex = Pattern::parse_all(&events)
-        .expect("valid patterns")
-        .iter()
-        .map(Pattern::to_regex)
-        .collect::<Vec<_>>()
-        .join("|");
-    let id = Uuid::now_v7();
-    NewEndpoint {
-        id,
-        url: format!("https://hooks.example.test/{id}"),
-        events,
-        type_regex,
-        tenant_id: tenant.map(str::to_string),
-        project_id: project.map(str::to_string),
-        description: None,
-        secret: format!("whsec_{}", id.simple()),
-    }
 }
 
 fn webhooks(bus: &EventBus) -> &dyn WebhookStore {

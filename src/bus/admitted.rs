@@ -67,7 +67,7 @@ impl Admitted {
     }
 
     /// As [`Admitted::publish`], but the result goes to `done`, called by the writer as it
-    /// answers the commit (see [`crate::batcher`]), or at once if the event is refused or not
+    /// answers the commit (see the `batcher` module), or at once if the event is refused or not
     /// stored. `done` must be quick and must not block.
     pub async fn publish_then(
         self,
@@ -82,7 +82,11 @@ impl Admitted {
     }
 
     /// Publishes several events atomically: all are stored, or none (the error names the index).
-    pub async fn publish_many(self, events: Vec<Event>, scope: &Scope) -> Result<Vec<Published>> {
+    pub(crate) async fn publish_many(
+        self,
+        events: Vec<Event>,
+        scope: &Scope,
+    ) -> Result<Vec<Published>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.publish_all_then(events, scope, true, move |result| {
             let _ = tx.send(result);
@@ -145,12 +149,20 @@ impl Admitted {
     /// Moves events older than `older_than` to the archive, in bounded batches, at most `limit`
     /// of them (oldest first) when given; returns how many moved. Safe to run concurrently and to
     /// re-run after a crash.
-    pub async fn archive(mut self, older_than: DateTime<Utc>, limit: Option<u64>) -> Result<u64> {
+    pub(crate) async fn archive(
+        mut self,
+        older_than: DateTime<Utc>,
+        limit: Option<u64>,
+    ) -> Result<u64> {
         self.arrival.take();
         archive_all(&*self.bus.inner.store, older_than, limit).await
     }
 
-    pub async fn get_events(mut self, mut filter: EventFilter, scope: &Scope) -> Result<Page> {
+    pub(crate) async fn get_events(
+        mut self,
+        mut filter: EventFilter,
+        scope: &Scope,
+    ) -> Result<Page> {
         self.arrival.take();
         let inner = &self.bus.inner;
         filter.tenant_id = scoped_tenant(scope, filter.tenant_id)?;

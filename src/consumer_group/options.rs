@@ -148,11 +148,11 @@ pub fn parse_subscribe_options(text: &str) -> Result<(SubscriberFilter, Option<G
 }
 
 /// How many dead letters `deadLetters` returns when no `limit` is given.
-pub const DEAD_LETTER_DEFAULT_LIMIT: usize = 100;
+pub(crate) const DEAD_LETTER_DEFAULT_LIMIT: usize = 100;
 
 /// `deadLetters({ group, status, limit })`, resolved.
 #[derive(Debug, PartialEq)]
-pub struct DeadLetterFilter {
+pub(crate) struct DeadLetterFilter {
     /// One group's dead letters (none: every group's).
     pub group: Option<String>,
     /// Only dead letters in this state.
@@ -172,7 +172,7 @@ struct DeadLetterInput {
 
 impl DeadLetterFilter {
     /// Parses `deadLetters` options (INVALID_EVENT naming a bad field), with the default limit.
-    pub fn from_json(text: &str) -> Result<DeadLetterFilter> {
+    pub(crate) fn from_json(text: &str) -> Result<DeadLetterFilter> {
         let input: DeadLetterInput =
             crate::json_input::parse_object(text, "deadLetters options", "").map_err(invalid)?;
         Ok(DeadLetterFilter {
@@ -184,7 +184,7 @@ impl DeadLetterFilter {
 }
 
 /// The id `retryDeadLetter` was given, as the store's dead-letter id.
-pub fn parse_dead_letter_id(id: f64) -> Result<u64> {
+pub(crate) fn parse_dead_letter_id(id: f64) -> Result<u64> {
     crate::json_input::whole_number_id(id)
         .ok_or_else(|| invalid("id must be a dead letter id (a positive whole number)".into()))
 }

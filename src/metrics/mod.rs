@@ -7,7 +7,7 @@
 //! Recording is cheap on the hot path: per-type counts are added once per commit, not per event;
 //! gauges that describe other parts (queues, the pool, memory) are set when metrics are read.
 
-pub mod labels;
+pub(crate) mod labels;
 mod process;
 pub(crate) mod refresh;
 mod snapshot;
@@ -32,13 +32,14 @@ pub use snapshot::{GroupLag, MetricsSnapshot, Totals};
 
 /// Distinct event types labelled before the rest count as `other`.
 pub const TYPE_LABELS: usize = 200;
-/// Distinct webhook endpoints, and consumers (groups, subscriptions), labelled likewise.
+/// Distinct webhook endpoints labelled before the rest count as `other`.
 pub const ENDPOINT_LABELS: usize = 100;
+/// Distinct consumers (group names, subscriptions' patterns) labelled likewise.
 pub const CONSUMER_LABELS: usize = 100;
 
 /// A webhook attempt's outcome, as labelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptOutcome {
+pub(crate) enum AttemptOutcome {
     /// A 2xx.
     Success,
     /// Failed; another attempt is due.
@@ -59,7 +60,7 @@ impl AttemptOutcome {
 
 /// Where delivered events went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkKind {
+pub(crate) enum SinkKind {
     Subscriber,
     Group,
     Sse,
@@ -79,7 +80,7 @@ impl SinkKind {
 
 /// Gauges describing the rest of the bus, read when metrics are read.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Depths {
+pub(crate) struct Depths {
     /// Publish requests waiting for the writer.
     pub batcher: u64,
     /// Events routed to live subscribers and not yet handled.
@@ -94,15 +95,16 @@ pub struct Depths {
 
 /// Gauges read from the store by the bus's periodic refresh (they cost a query).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct StoreDepths {
+pub(crate) struct StoreDepths {
     pub webhook_pending: u64,
     pub webhook_retrying: u64,
     pub webhook_dead: u64,
     pub groups: Vec<GroupLag>,
 }
 
+/// The bus's instruments and their registry.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Histograms and labelled counts are kept (totals always are).
     enabled: bool,
     registry: Registry,
@@ -459,11 +461,6 @@ impl Metrics {
                 sink: sink.as_str(),
             })
             .inc_by(n);
-    }
-
-    /// Whether histograms and labelled counts are kept (handlers need not be timed otherwise).
-    pub fn enabled(&self) -> bool {
-        self.enabled
     }
 
     /// The label of a consumer (a group's name, or a subscription's patterns), capped.

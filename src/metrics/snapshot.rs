@@ -9,6 +9,7 @@ use super::{Depths, Metrics, StoreDepths};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupLag {
+    /// The group's name.
     pub group: String,
     /// Events past the group's lowest checkpoint.
     pub events: u64,
@@ -19,10 +20,14 @@ pub struct GroupLag {
 /// Count and sum of a histogram's observations.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Totals {
+    /// Observations made.
     pub count: u64,
+    /// Their sum, in the histogram's unit.
     pub sum: f64,
 }
 
+/// What `bus.metrics()` returns: counts since the bus opened, and gauges (the store's as of the
+/// latest refresh).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsSnapshot {
@@ -68,6 +73,7 @@ pub struct MetricsSnapshot {
     pub sse_dropped: u64,
     /// SSE streams that started with `event: reset` (last id older than the log).
     pub sse_resets: u64,
+    /// Live routes: subscriptions, and the SSE hub's and group members' wake-up routes.
     pub subscribers: u64,
     /// Publish requests waiting for the writer.
     pub batcher_queue: u64,
@@ -75,14 +81,19 @@ pub struct MetricsSnapshot {
     pub subscriber_queue: u64,
     /// Webhook outbox, from the latest refresh.
     pub webhook_pending: u64,
+    /// Deliveries waiting for a retry.
     pub webhook_retrying: u64,
+    /// Deliveries given up on and kept (replayable).
     pub webhook_dead_deliveries: u64,
     /// Consumer groups' lag, from the latest refresh.
     pub groups: Vec<GroupLag>,
     /// Store connections in use and idle (null for the memory store).
     pub pool_in_use: Option<u64>,
+    /// Idle store connections (null for the memory store).
     pub pool_idle: Option<u64>,
+    /// The process's resident memory (0 where it cannot be read).
     pub process_rss_bytes: u64,
+    /// Bytes of the events queued for subscribers (payload, metadata and type).
     pub buffered_bytes: u64,
 }
 

@@ -18,10 +18,13 @@ use crate::event::Event;
 /// Who is publishing: the whole bus, or a tenant-scoped handle (`bus.forTenant(id)`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
+    /// The handle's tenant: stamped on what it publishes, and the only one it may publish to or
+    /// read.
     pub tenant_id: Option<String>,
 }
 
 impl Scope {
+    /// The scope of `bus.forTenant(id)`.
     pub fn tenant(id: impl Into<String>) -> Scope {
         Scope {
             tenant_id: Some(id.into()),
@@ -29,13 +32,16 @@ impl Scope {
     }
 }
 
+/// A step of the publish pipeline, run on every event before it is stored.
 #[async_trait]
 pub trait Middleware: Send + Sync + 'static {
+    /// A short name, e.g. `validation` or `js`.
     fn name(&self) -> &str;
     /// Returns the (possibly modified) event, or an error that rejects the publish.
     async fn process(&self, event: Event, scope: &Scope) -> Result<Event>;
 }
 
+/// Names a user middleware, to remove it.
 pub type MiddlewareId = u64;
 
 pub struct MiddlewareChain {

@@ -21,7 +21,7 @@ pub struct Rebalance {
 
 impl Rebalance {
     /// A receiver that wakes the member through `wake` (the same one commits ring).
-    pub fn new(wake: Arc<Notify>) -> Arc<Rebalance> {
+    pub(crate) fn new(wake: Arc<Notify>) -> Arc<Rebalance> {
         Arc::new(Rebalance {
             due: AtomicBool::new(false),
             wake,
@@ -29,13 +29,13 @@ impl Rebalance {
     }
 
     /// Asks the member to claim its share now.
-    pub fn ring(&self) {
+    pub(crate) fn ring(&self) {
         self.due.store(true, Ordering::SeqCst);
         self.wake.notify_one();
     }
 
     /// Whether the member was rung since the last call (and clears it).
-    pub fn take(&self) -> bool {
+    pub(crate) fn take(&self) -> bool {
         self.due.swap(false, Ordering::SeqCst)
     }
 }
@@ -49,7 +49,7 @@ pub struct GroupBell {
 
 impl GroupBell {
     /// Registers `member` for rings of `group`.
-    pub fn listen(&self, group: &str, member: &Arc<Rebalance>) {
+    pub(crate) fn listen(&self, group: &str, member: &Arc<Rebalance>) {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         let members = groups.entry(group.to_string()).or_default();
         members.retain(|m| m.strong_count() > 0);
@@ -57,7 +57,7 @@ impl GroupBell {
     }
 
     /// Rings every live member of `group` but `except` (the ringer itself).
-    pub fn ring(&self, group: &str, except: Option<&Arc<Rebalance>>) {
+    pub(crate) fn ring(&self, group: &str, except: Option<&Arc<Rebalance>>) {
         let live: Vec<Arc<Rebalance>> = {
             let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
             let Some(members) = groups.get_mut(group) else {
@@ -80,7 +80,7 @@ impl GroupBell {
 
 /// The bell shared by every store of this process opened on `key` (a database file), so that
 /// members of two buses on one SQLite file hear each other.
-pub fn shared(key: &str) -> Arc<GroupBell> {
+pub(crate) fn shared(key: &str) -> Arc<GroupBell> {
     static BELLS: OnceLock<Mutex<HashMap<String, Weak<GroupBell>>>> = OnceLock::new();
     let mut bells = BELLS
         .get_or_init(Mutex::default)

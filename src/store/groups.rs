@@ -11,16 +11,16 @@ use super::group_bell::{GroupBell, Rebalance};
 use crate::error::Result;
 use crate::event::SharedEvent;
 
-/// The memory store's group state lives with the memory store; this keeps its older path.
-pub use super::memory::MemoryGroups;
-
 /// A partition this member holds, and the last position the group finished in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
+    /// 0 to the group's partition count − 1.
     pub partition: u32,
+    /// The last position finished in it: delivery resumes after it.
     pub checkpoint: u64,
 }
 
+/// Where a dead letter stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeadLetterStatus {
@@ -33,7 +33,7 @@ pub enum DeadLetterStatus {
 }
 
 impl DeadLetterStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeadLetterStatus::Dead => "dead",
             DeadLetterStatus::Retrying => "retrying",
@@ -41,7 +41,7 @@ impl DeadLetterStatus {
         }
     }
 
-    pub fn parse(s: &str) -> Option<DeadLetterStatus> {
+    pub(crate) fn parse(s: &str) -> Option<DeadLetterStatus> {
         match s {
             "dead" => Some(DeadLetterStatus::Dead),
             "retrying" => Some(DeadLetterStatus::Retrying),
@@ -54,14 +54,23 @@ impl DeadLetterStatus {
 /// An event a group gave up on, with the event as it was delivered (wire JSON).
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// Its id, for `retry_dead_letter`.
     pub id: u64,
+    /// The group that gave up.
     pub group: String,
+    /// The event's position in the log.
     pub position: u64,
+    /// The event's wire JSON.
     pub event_json: String,
+    /// Handler calls made, over every round.
     pub attempts: u32,
+    /// The last failure's message.
     pub error: String,
+    /// Dead, retrying or resolved.
     pub status: DeadLetterStatus,
+    /// When the group first gave up.
     pub created_at: DateTime<Utc>,
+    /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -87,7 +96,7 @@ impl DeadLetter {
 
 /// Fair share of `partitions` among `members` live members (at least one partition each while
 /// there are enough).
-pub fn fair_share(partitions: u32, members: u32) -> u32 {
+pub(crate) fn fair_share(partitions: u32, members: u32) -> u32 {
     partitions.div_ceil(members.max(1))
 }
 
@@ -107,7 +116,7 @@ pub(crate) struct ClaimPlan {
 impl ClaimPlan {
     /// What the member holds once the claim is written: what it kept plus `taken` (what it took),
     /// by partition.
-    pub fn held(self, taken: Vec<Lease>) -> Vec<Lease> {
+    pub(crate) fn held(self, taken: Vec<Lease>) -> Vec<Lease> {
         let mut held = self.kept;
         held.extend(taken);
         held.sort_by_key(|l| l.partition);
@@ -144,6 +153,7 @@ pub(crate) fn plan_claim(
     }
 }
 
+/// A store's consumer-group state (`Store::groups`): what members of any instance share.
 #[async_trait]
 pub trait GroupStore: Send + Sync {
     /// Creates the group's `partitions` partitions with checkpoint `start` unless the group
@@ -182,6 +192,7 @@ pub trait GroupStore: Send + Sync {
         Ok(())
     }
 
+    /// Records that `group` gave up on `event` after `attempts` calls; returns its id.
     async fn add_dead_letter(
         &self,
         group: &str,

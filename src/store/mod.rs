@@ -4,11 +4,11 @@
 mod db_error;
 pub mod group_bell;
 pub mod groups;
-pub mod memory;
+pub(crate) mod memory;
 mod migrate;
 pub mod postgres;
 mod sql;
-pub mod sqlite;
+pub(crate) mod sqlite;
 mod time;
 pub mod webhooks;
 
@@ -26,20 +26,25 @@ use webhooks::WebhookStore;
 
 /// Rows moved or deleted per statement by archiving and retention: small enough that no
 /// statement holds locks for long.
-pub const ARCHIVE_BATCH: usize = 1000;
+pub(crate) const ARCHIVE_BATCH: usize = 1000;
 
 /// One event of an append request, as the store answered it.
 #[derive(Debug, Clone)]
 pub struct Appended {
+    /// The event as stored, with its position.
     pub event: SharedEvent,
     /// False when the id already existed with the same content: the stored event is returned and
     /// nothing is delivered again.
     pub fresh: bool,
 }
 
+/// How a durable store connects (`store` options); the memory store ignores them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
+    /// Connections in the pool at most.
     pub pool_size: u32,
+    /// How long to wait for a connection (in SQLite also for the write lock) before failing with
+    /// STORE_UNAVAILABLE.
     pub acquire_timeout: Duration,
 }
 
@@ -52,6 +57,8 @@ impl Default for StoreOptions {
     }
 }
 
+/// A backend of the log (memory, SQLite, PostgreSQL), with the group and webhook state kept
+/// beside it.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Appends several independent requests in one go (group commit). Each request is atomic on
@@ -112,6 +119,7 @@ pub trait Store: Send + Sync + 'static {
     /// Webhook endpoints and the delivery outbox kept beside this log.
     fn webhooks(&self) -> &dyn WebhookStore;
 
+    /// Closes its connections; the last step of `EventBus::close`.
     async fn close(&self) {}
 }
 
@@ -138,7 +146,7 @@ pub async fn open(store_url: &str, options: &StoreOptions) -> Result<Arc<dyn Sto
 }
 
 /// `url` with any password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     if let Ok(mut parsed) = url::Url::parse(url) {
         if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
             return parsed.to_string();

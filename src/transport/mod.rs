@@ -1,5 +1,5 @@
 //! Ways events leave the process besides in-process handlers.
 
-pub mod metrics_http;
-pub mod sse;
+pub(crate) mod metrics_http;
+pub(crate) mod sse;
 pub mod webhook;

@@ -311,3 +311,29 @@ impl Outage {
         self.serve(listener);
     }
 }
+
+/// A webhook endpoint for the store (`insert_endpoint`), matching `events`, scoped as given.
+pub fn endpoint(
+    events: &[&str],
+    tenant: Option<&str>,
+    project: Option<&str>,
+) -> situs_event_bus::store::webhooks::NewEndpoint {
+    let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    let type_regex = situs_event_bus::pattern::Pattern::parse_all(&events)
+        .expect("valid patterns")
+        .iter()
+        .map(situs_event_bus::pattern::Pattern::to_regex)
+        .collect::<Vec<_>>()
+        .join("|");
+    let id = uuid::Uuid::now_v7();
+    situs_event_bus::store::webhooks::NewEndpoint {
+        id,
+        url: format!("https://hooks.example.test/{id}"),
+        events,
+        type_regex,
+        tenant_id: tenant.map(str::to_string),
+        project_id: project.map(str::to_string),
+        description: None,
+        secret: format!("whsec_{}", id.simple()),
+    }
+}

@@ -38,7 +38,7 @@ pub const APPEND_LOCK: i64 = 0x5e17_ba5e;
 
 pub(super) const COLUMNS: &str = r#"position, id, type, payload::text AS payload, "timestamp", project_id, tenant_id, user_id, metadata::text AS metadata"#;
 
-pub struct PostgresStore {
+pub(crate) struct PostgresStore {
     /// Reads, archiving, migrations and consumer-group state.
     pub(super) pool: PgPool,
     /// The batcher is the only appender: it keeps a connection of its own, so a group commit never
@@ -83,7 +83,7 @@ pub(super) fn row_event(row: &PgRow) -> Result<SharedEvent> {
 }
 
 impl PostgresStore {
-    pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore> {
+    pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore> {
         let connect = PgConnectOptions::from_str(url).map_err(|e| {
             EventBusError::InvalidConfig(format!("storeUrl is not a valid PostgreSQL URL: {e}"))
         })?;

@@ -345,6 +345,7 @@ impl Hub {
         self.metrics.sse_connections.dec_by(n as i64);
     }
 
+    #[cfg(test)]
     pub fn connections(&self) -> usize {
         self.lock().connections
     }

@@ -1,9 +1,9 @@
 //! Webhooks: endpoints registered in the store, deliveries from the outbox the store writes with
 //! each event, sent by a pool of workers with Standard Webhooks signatures, retried with backoff.
 
-pub mod dispatcher;
+pub(crate) mod dispatcher;
 pub mod signing;
-pub mod ssrf;
+pub(crate) mod ssrf;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,7 @@ use crate::store::webhooks::{
 use crate::store::Store;
 
 /// How long the previous secret keeps signing after a rotation.
-pub const ROTATION_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
+pub(crate) const ROTATION_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
 
 fn invalid(message: String) -> EventBusError {
     EventBusError::InvalidEvent(message)
@@ -30,7 +30,7 @@ fn invalid(message: String) -> EventBusError {
 /// `webhooks.register(…)` as callers write it.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RegisterInput {
+pub(crate) struct RegisterInput {
     pub url: String,
     pub events: Vec<String>,
     pub tenant_id: Option<String>,
@@ -42,7 +42,7 @@ pub struct RegisterInput {
 /// `webhooks.update(id, …)` as callers write it.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct UpdateInput {
+pub(crate) struct UpdateInput {
     pub url: Option<String>,
     pub events: Option<Vec<String>>,
     pub enabled: Option<bool>,
@@ -62,7 +62,7 @@ fn present<'de, D: serde::Deserializer<'de>>(
 /// `webhooks.deliveries({ endpointId, status, eventId, limit })`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DeliveryFilter {
+pub(crate) struct DeliveryFilter {
     pub endpoint_id: Option<Uuid>,
     pub status: Option<DeliveryStatus>,
     pub event_id: Option<Uuid>,
@@ -70,19 +70,19 @@ pub struct DeliveryFilter {
 }
 
 impl RegisterInput {
-    pub fn from_json(text: &str) -> Result<RegisterInput> {
+    pub(crate) fn from_json(text: &str) -> Result<RegisterInput> {
         crate::json_input::parse_object(text, "webhook endpoint", "").map_err(invalid)
     }
 }
 
 impl UpdateInput {
-    pub fn from_json(text: &str) -> Result<UpdateInput> {
+    pub(crate) fn from_json(text: &str) -> Result<UpdateInput> {
         crate::json_input::parse_object(text, "webhook update", "").map_err(invalid)
     }
 }
 
 impl DeliveryFilter {
-    pub fn from_json(text: &str) -> Result<DeliveryFilter> {
+    pub(crate) fn from_json(text: &str) -> Result<DeliveryFilter> {
         crate::json_input::parse_object(text, "deliveries filter", "").map_err(invalid)
     }
 }
@@ -121,7 +121,7 @@ fn description(value: Option<String>) -> Result<Option<String>> {
 
 /// Checks an endpoint URL: http(s) only, https unless `allowHttp`, and (unless
 /// `allowPrivateNetworks`) a host that does not resolve to a private address.
-pub async fn check_url(url: &str, config: &WebhookConfig) -> Result<String> {
+pub(crate) async fn check_url(url: &str, config: &WebhookConfig) -> Result<String> {
     let parsed =
         reqwest::Url::parse(url).map_err(|e| invalid(format!("url is not a valid URL: {e}")))?;
     match parsed.scheme() {
@@ -170,7 +170,7 @@ fn check_ip(ip: IpAddr) -> Result<()> {
 
 /// Endpoint management on top of the store.
 #[derive(Clone)]
-pub struct Webhooks {
+pub(crate) struct Webhooks {
     store: Arc<dyn Store>,
     config: WebhookConfig,
     endpoints_hint: Arc<EndpointsHint>,
@@ -179,7 +179,7 @@ pub struct Webhooks {
 /// Whether endpoints exist, as the webhook workers last saw it, plus a count of registrations
 /// made here: a poll that began before a registration must not clear the hint it set.
 #[derive(Debug, Default)]
-pub struct EndpointsHint(AtomicU64);
+pub(crate) struct EndpointsHint(AtomicU64);
 
 impl EndpointsHint {
     fn new() -> EndpointsHint {
@@ -187,7 +187,7 @@ impl EndpointsHint {
     }
 
     /// (registrations so far, endpoints known to exist)
-    pub fn get(&self) -> (u64, bool) {
+    pub(crate) fn get(&self) -> (u64, bool) {
         let v = self.0.load(Ordering::Acquire);
         (v >> 1, v & 1 == 1)
     }
@@ -202,7 +202,7 @@ impl EndpointsHint {
     }
 
     /// Records what a poll that began at `seen` found, unless a registration came since.
-    pub fn polled(&self, seen: u64, any: bool) {
+    pub(crate) fn polled(&self, seen: u64, any: bool) {
         let before = seen << 1 | u64::from(!any);
         let _ = self.0.compare_exchange(
             before,
@@ -214,13 +214,13 @@ impl EndpointsHint {
 }
 
 /// An endpoint with the secret to show once (on register and on rotation).
-pub struct WithSecret {
+pub(crate) struct WithSecret {
     pub endpoint: Endpoint,
     pub secret: Option<String>,
 }
 
 impl Webhooks {
-    pub fn new(store: Arc<dyn Store>, config: WebhookConfig) -> Webhooks {
+    pub(crate) fn new(store: Arc<dyn Store>, config: WebhookConfig) -> Webhooks {
         Webhooks {
             store,
             config,
@@ -230,7 +230,7 @@ impl Webhooks {
 
     /// Set when an endpoint is registered here: this instance's workers then look for
     /// deliveries on every commit at once, not only after their next poll finds the endpoint.
-    pub fn endpoints_hint(&self) -> Arc<EndpointsHint> {
+    pub(crate) fn endpoints_hint(&self) -> Arc<EndpointsHint> {
         self.endpoints_hint.clone()
     }
 
@@ -238,7 +238,7 @@ impl Webhooks {
         self.store.webhooks()
     }
 
-    pub async fn register(&self, input: RegisterInput) -> Result<WithSecret> {
+    pub(crate) async fn register(&self, input: RegisterInput) -> Result<WithSecret> {
         let url = check_url(&input.url, &self.config).await?;
         let (events, type_regex) = patterns(&input.events)?;
         let secret = match input.secret {
@@ -269,18 +269,18 @@ impl Webhooks {
         })
     }
 
-    pub async fn list(&self, tenant_id: Option<&str>) -> Result<Vec<Endpoint>> {
+    pub(crate) async fn list(&self, tenant_id: Option<&str>) -> Result<Vec<Endpoint>> {
         self.store().endpoints(tenant_id).await
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Endpoint> {
+    pub(crate) async fn get(&self, id: Uuid) -> Result<Endpoint> {
         self.store()
             .endpoint(id)
             .await?
             .ok_or_else(|| not_found(id))
     }
 
-    pub async fn update(&self, id: Uuid, input: UpdateInput) -> Result<WithSecret> {
+    pub(crate) async fn update(&self, id: Uuid, input: UpdateInput) -> Result<WithSecret> {
         let url = match input.url {
             Some(u) => Some(check_url(&u, &self.config).await?),
             None => None,
@@ -310,7 +310,7 @@ impl Webhooks {
         })
     }
 
-    pub async fn remove(&self, id: Uuid) -> Result<()> {
+    pub(crate) async fn remove(&self, id: Uuid) -> Result<()> {
         if self.store().remove_endpoint(id).await? {
             Ok(())
         } else {
@@ -318,7 +318,7 @@ impl Webhooks {
         }
     }
 
-    pub async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>> {
+    pub(crate) async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>> {
         self.store()
             .deliveries(&DeliveryQuery {
                 endpoint_id: filter.endpoint_id,
@@ -329,7 +329,7 @@ impl Webhooks {
             .await
     }
 
-    pub async fn replay(&self, delivery_id: u64) -> Result<()> {
+    pub(crate) async fn replay(&self, delivery_id: u64) -> Result<()> {
         if self.store().replay(delivery_id).await? {
             Ok(())
         } else {
@@ -339,7 +339,7 @@ impl Webhooks {
         }
     }
 
-    pub async fn replay_failed(
+    pub(crate) async fn replay_failed(
         &self,
         endpoint_id: Uuid,
         since: Option<DateTime<Utc>>,
@@ -350,13 +350,13 @@ impl Webhooks {
 }
 
 /// An endpoint id as callers pass it.
-pub fn parse_endpoint_id(id: &str, field: &str) -> Result<Uuid> {
+pub(crate) fn parse_endpoint_id(id: &str, field: &str) -> Result<Uuid> {
     Uuid::try_parse(id)
         .map_err(|_| invalid(format!("{field} must be a webhook endpoint id (a UUID)")))
 }
 
 /// A delivery id as callers pass it (a JS number).
-pub fn parse_delivery_id(id: f64) -> Result<u64> {
+pub(crate) fn parse_delivery_id(id: f64) -> Result<u64> {
     crate::json_input::whole_number_id(id)
         .ok_or_else(|| invalid("deliveryId must be a delivery id (a positive whole number)".into()))
 }
@@ -367,7 +367,7 @@ fn not_found(id: Uuid) -> EventBusError {
 
 /// `{ id, url, events, tenantId, projectId, description, enabled, disabledReason,
 /// consecutiveFailures, createdAt, updatedAt }`, plus `secret` when given.
-pub fn endpoint_json(endpoint: &Endpoint, secret: Option<&str>) -> String {
+pub(crate) fn endpoint_json(endpoint: &Endpoint, secret: Option<&str>) -> String {
     let mut value = serde_json::json!({
         "id": endpoint.id,
         "url": endpoint.url,

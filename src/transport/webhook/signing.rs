@@ -19,7 +19,7 @@ pub fn message_id(event_id: Uuid, delivery_id: u64) -> String {
 }
 
 /// A new secret: `whsec_` + base64 of 32 random bytes.
-pub fn generate_secret() -> Result<String> {
+pub(crate) fn generate_secret() -> Result<String> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| {
         EventBusError::StoreUnavailable(format!("no randomness for a webhook secret: {e}"))
@@ -33,7 +33,7 @@ fn key_of(secret: &str) -> Option<Vec<u8>> {
 }
 
 /// Checks a caller-given secret: `whsec_` + base64 of 24 to 64 bytes.
-pub fn check_secret(secret: &str) -> Result<()> {
+pub(crate) fn check_secret(secret: &str) -> Result<()> {
     match key_of(secret) {
         Some(key) if (24..=64).contains(&key.len()) => Ok(()),
         _ => Err(EventBusError::InvalidEvent(
@@ -43,7 +43,7 @@ pub fn check_secret(secret: &str) -> Result<()> {
 }
 
 /// The `webhook-signature` header: one `v1,` signature per secret, space-separated.
-pub fn signature_header(secrets: &[String], id: &str, timestamp: i64, body: &str) -> String {
+pub(crate) fn signature_header(secrets: &[String], id: &str, timestamp: i64, body: &str) -> String {
     secrets
         .iter()
         .filter_map(|secret| {
