@@ -1,8 +1,8 @@
 //! What the bus measures about itself: counters, histograms and gauges in one Prometheus registry
-//! (`prometheus-client`), rendered as Prometheus text ([`Metrics::text`]) and as a JSON snapshot
-//! ([`Metrics::snapshot`]). Every name is prefixed `situs_event_bus_`, in base units, counters end
+//! (`prometheus-client`), rendered as Prometheus text (`EventBus::metrics_text`) and as a JSON snapshot
+//! (`EventBus::metrics`). Every name is prefixed `situs_event_bus_`, in base units, counters end
 //! in `_total`, and labels that come from user data (types, endpoints, consumers) are capped
-//! ([`labels::LabelCap`]).
+//! (`labels::LabelCap`).
 //!
 //! Recording is cheap on the hot path: per-type counts are added once per commit, not per event;
 //! gauges that describe other parts (queues, the pool, memory) are set when metrics are read.
