@@ -14,6 +14,8 @@ mod json_input;
 pub mod log_forward;
 pub mod metrics;
 pub mod middleware;
+#[cfg(feature = "otlp")]
+mod otlp;
 pub mod pattern;
 pub mod query;
 mod retention;

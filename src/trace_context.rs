@@ -46,10 +46,28 @@ impl TraceContext {
     }
 }
 
+/// Names `span` `{operation} {destination}` for OTLP export and parents it on the trace context
+/// `event` carries; nothing unless the addon has the `otlp` feature and spans are exported.
+#[inline]
+pub(crate) fn export_as(
+    span: &tracing::Span,
+    operation: &str,
+    destination: &str,
+    event: Option<&Event>,
+) {
+    #[cfg(feature = "otlp")]
+    crate::otlp::export_as(span, operation, destination, event);
+    #[cfg(not(feature = "otlp"))]
+    let _ = (span, operation, destination, event);
+}
+
 /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, ids not all zero (version 00; later
 /// versions may append fields, which are kept).
 pub fn valid_traceparent(value: &str) -> bool {
-    let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let lower_hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     let parts: Vec<&str> = value.split('-').collect();
     if parts.len() < 4 {
         return false;
@@ -85,12 +103,22 @@ mod tests {
     #[test]
     fn traceparents_are_checked_as_w3c_says() {
         assert!(valid_traceparent(VALID));
-        assert!(!valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
-        assert!(!valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
-        assert!(!valid_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));
-        assert!(!valid_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert!(!valid_traceparent(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+        assert!(!valid_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"
+        ));
+        assert!(!valid_traceparent(
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!valid_traceparent(
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
         assert!(!valid_traceparent(&format!("{VALID}-extra")));
-        assert!(valid_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"));
+        assert!(valid_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
+        ));
         assert!(!valid_traceparent("not a traceparent"));
     }
 

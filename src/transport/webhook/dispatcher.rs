@@ -21,9 +21,9 @@ use crate::config::WebhookConfig;
 use crate::error::{EventBusError, Result};
 use crate::event::format_timestamp;
 use crate::metrics::{AttemptOutcome, Metrics};
-use crate::trace_context::TraceContext;
 use crate::store::webhooks::{Attempt, Disabled, DueDelivery, Next, Outcome};
 use crate::store::Store;
+use crate::trace_context::TraceContext;
 
 /// Deliveries claimed per request slot: claiming ahead keeps the workers busy with few claims
 /// (each claim scans the outbox's due index, which churns under load).
@@ -302,6 +302,14 @@ impl Pool {
                     messaging.message.id = id.as_str(),
                     endpoint = %d.endpoint_id,
                     attempt,
+                    otel.name = tracing::field::Empty,
+                    otel.kind = "producer",
+                );
+                crate::trace_context::export_as(
+                    &span,
+                    "send",
+                    d.event.event.event_type.as_str(),
+                    Some(&d.event.event),
                 );
                 request
                     .body(body.to_string())
