@@ -388,7 +388,7 @@ mod tests {
             (
                 r#"{"tracing":{"otlp":{"endpoint":"http://x","bogus":1}}}"#,
                 &[],
-                "option tracing.otlp: unknown field `bogus`",
+                "option tracing.otlp.bogus: unknown field `bogus`",
             ),
             #[cfg(not(feature = "otlp"))]
             (
