@@ -9,7 +9,9 @@ type DeepRequired<T> = T extends (...args: never[]) => unknown
     ? { [K in keyof T]-?: DeepRequired<NonNullable<T[K]>> }
     : T;
 
-const everyOption: DeepRequired<EventBusOptions> = {
+// `tracing` is left out: this suite runs on the default build, which refuses `tracing.otlp` by
+// design (it is checked below), and it has no other setting.
+const everyOption: DeepRequired<Omit<EventBusOptions, 'tracing'>> = {
   storeUrl: 'memory:',
   store: { poolSize: 4, acquireTimeoutMs: 2000 },
   retention: { archiveAfter: '30d', deleteArchivedAfter: 90 * 86_400_000, intervalMs: 120_000 },
@@ -47,6 +49,16 @@ describe('EventBusOptions', () => {
     } finally {
       await bus.close();
     }
+  });
+
+  it('tracing.otlp is refused by an addon built without the otlp feature', async () => {
+    const tracing: DeepRequired<EventBusOptions['tracing']> = {
+      otlp: { endpoint: 'http://127.0.0.1:4318', serviceName: 'test' },
+    };
+    await expect(EventBus.open({ ...everyOption, tracing })).rejects.toMatchObject({
+      code: 'INVALID_CONFIG',
+      message: expect.stringContaining('built without OTLP'),
+    });
   });
 
   it('an option the core does not know is refused, naming it', async () => {

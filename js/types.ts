@@ -251,6 +251,16 @@ export interface EventBusOptions {
     /** Serve Prometheus text over HTTP from this process (`bus.metricsUrl` once bound). */
     listen?: { host?: string; port?: number; path?: string };
   };
+  /** Span export. Needs an addon built with the `otlp` cargo feature (`npm run build:native:otlp`): the default build refuses it with INVALID_CONFIG. */
+  tracing?: {
+    /** Export the bus's messaging spans over OTLP/HTTP (protobuf); one exporter per process, the first bus's settings win. */
+    otlp?: {
+      /** The collector's base URL, e.g. `http://localhost:4318` (`/v1/traces` is appended unless given). */
+      endpoint: string;
+      /** The `service.name` resource attribute (default `situs-event-bus`). */
+      serviceName?: string;
+    };
+  };
   webhook?: {
     /** Attempts after the first (WEBHOOK_RETRY_ATTEMPTS, default 3). */
     retryAttempts?: number;

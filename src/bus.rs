@@ -116,6 +116,10 @@ impl EventBus {
         // attributed to this bus's logger.
         let span = tracing::error_span!("event_bus", bus = bus_id);
         let chain = MiddlewareChain::new(&config)?;
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = &config.tracing.otlp {
+            crate::otlp::install(otlp)?;
+        }
         let store_options = StoreOptions {
             pool_size: config.store.pool_size,
             acquire_timeout: config.store.acquire_timeout,
@@ -332,6 +336,8 @@ impl EventBus {
             messaging.destination.name = tracing::field::Empty,
             messaging.message.id = tracing::field::Empty,
             trace_parent = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = "producer",
         );
         if !span.is_disabled() {
             if let Some(first) = events.first() {
@@ -342,6 +348,12 @@ impl EventBus {
                 if let Some(trace) = crate::trace_context::TraceContext::of(first) {
                     span.record("trace_parent", trace.traceparent.as_str());
                 }
+                crate::trace_context::export_as(
+                    &span,
+                    "publish",
+                    first.event_type.as_str(),
+                    Some(first),
+                );
             }
         }
         self.child_span(span)
@@ -654,6 +666,12 @@ impl EventBus {
                     inner.tailer.stop().await;
                     inner.router.drain().await;
                     inner.store.close().await;
+                    // Handlers have finished, so their spans have ended: send them before the
+                    // process may exit.
+                    #[cfg(feature = "otlp")]
+                    if inner.config.tracing.otlp.is_some() {
+                        crate::otlp::flush().await;
+                    }
                     tracing::info!("event bus closed");
                     inner
                         .log_registration

@@ -59,6 +59,24 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// When `health()` reports the bus unhealthy.
     pub health: HealthConfig,
+    /// Where spans are exported (`otlp` feature).
+    pub tracing: TracingConfig,
+}
+
+/// Where the bus's spans go besides the logger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TracingConfig {
+    /// Export spans over OTLP/HTTP (needs the addon built with the `otlp` cargo feature).
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// An OTLP/HTTP (protobuf) trace exporter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// The traces URL: the collector's base URL with `/v1/traces` appended, unless given.
+    pub endpoint: String,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
 }
 
 /// When `bus.health()` reports the bus unhealthy.
@@ -256,6 +274,7 @@ impl Default for Config {
                 require_tenant: false,
             },
             log_level: LogLevel::Info,
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -317,6 +336,27 @@ mod tests {
         assert_eq!(c.webhook.timeout_ms, 1000);
     }
 
+    #[cfg(feature = "otlp")]
+    #[test]
+    fn the_otlp_endpoint_gets_the_traces_path() {
+        let resolve = |endpoint: &str| {
+            let json = format!(r#"{{"tracing":{{"otlp":{{"endpoint":"{endpoint}"}}}}}}"#);
+            let otlp = Config::resolve(&json, &HashMap::new())
+                .expect("otlp")
+                .tracing
+                .otlp
+                .expect("set");
+            (otlp.endpoint, otlp.service_name)
+        };
+        let traces = "http://127.0.0.1:4318/v1/traces".to_string();
+        assert_eq!(resolve("http://127.0.0.1:4318").0, traces);
+        assert_eq!(resolve("http://127.0.0.1:4318/").0, traces);
+        assert_eq!(
+            resolve("http://127.0.0.1:4318/v1/traces").1,
+            "situs-event-bus"
+        );
+    }
+
     #[test]
     fn bad_options_and_environment_name_the_setting() {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
@@ -368,6 +408,28 @@ mod tests {
                 r#"{"store":{"poolSize":0}}"#,
                 &[],
                 "option store.poolSize must be between 1 and 1000",
+            ),
+            (
+                r#"{"tracing":{"otlp":{}}}"#,
+                &[],
+                "option tracing.otlp: missing field `endpoint`",
+            ),
+            (
+                r#"{"tracing":{"otlp":{"endpoint":"http://x","bogus":1}}}"#,
+                &[],
+                "option tracing.otlp.bogus: unknown field `bogus`",
+            ),
+            #[cfg(not(feature = "otlp"))]
+            (
+                r#"{"tracing":{"otlp":{"endpoint":"http://127.0.0.1:4318"}}}"#,
+                &[],
+                "built without OTLP export",
+            ),
+            #[cfg(feature = "otlp")]
+            (
+                r#"{"tracing":{"otlp":{"endpoint":"ftp://127.0.0.1"}}}"#,
+                &[],
+                "tracing.otlp.endpoint must be an http or https URL",
             ),
         ];
         for (json, vars, expected) in cases {

@@ -386,7 +386,11 @@ impl Member {
             messaging.consumer.group.name = self.options.name.as_str(),
             messaging.destination.name = events.first().map(|e| e.event.event_type.as_str()),
             messaging.batch.message_count = events.len(),
+            messaging.message.id = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = "consumer",
         );
+        crate::router::process_span(&span, events);
         let started = std::time::Instant::now();
         let handled = self.sink.deliver_timed(events).instrument(span).await;
         let (ok, failed) = match first_failure(events, &handled.failures) {

@@ -19,6 +19,8 @@ mod json_input;
 pub(crate) mod log_forward;
 pub mod metrics;
 pub(crate) mod middleware;
+#[cfg(feature = "otlp")]
+mod otlp;
 pub mod pattern;
 pub mod query;
 mod retention;

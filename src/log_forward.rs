@@ -102,15 +102,57 @@ pub fn next_bus_id() -> u64 {
 /// Routes records under the bus's root span to `sink`. Installs the forwarding layer as the global
 /// `tracing` subscriber the first time; if the host already installed one, add [`ForwardLayer`] to it.
 pub fn register(bus: u64, level: LogLevel, sink: Arc<dyn LogSink>) -> Registration {
-    INSTALL.call_once(|| {
-        // Another global subscriber may exist (a Rust host); that is the host's choice.
-        let _ = tracing_subscriber::registry().with(ForwardLayer).try_init();
-    });
+    install();
     let mut guard = SINKS.write().unwrap_or_else(|p| p.into_inner());
     let sinks = guard.get_or_insert_with(HashMap::new);
     sinks.insert(bus, Registered { level, sink });
     recompute_max(sinks);
     Registration { bus }
+}
+
+/// Installs the global subscriber once: [`ForwardLayer`] and, with the `otlp` feature, the slot
+/// an OTLP exporter is put in later. Each has its own per-layer filter, so exported debug spans
+/// do not depend on the JS logger's level and the logger does not see more because of them.
+/// Returns whether ours is the global subscriber (a Rust host may have installed its own first;
+/// that is the host's choice).
+pub(crate) fn install() -> bool {
+    static OURS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    INSTALL.call_once(|| {
+        let forward = ForwardLayer.with_filter(ForwardFilter);
+        #[cfg(feature = "otlp")]
+        let installed = tracing_subscriber::registry()
+            .with(crate::otlp::slot())
+            .with(forward)
+            .try_init();
+        #[cfg(not(feature = "otlp"))]
+        let installed = tracing_subscriber::registry().with(forward).try_init();
+        OURS.store(installed.is_ok(), Ordering::Relaxed);
+    });
+    OURS.load(Ordering::Relaxed)
+}
+
+/// [`ForwardLayer`]'s filtering as a per-layer filter (the same test as its `enabled`).
+struct ForwardFilter;
+
+impl<S> tracing_subscriber::layer::Filter<S> for ForwardFilter {
+    fn enabled(&self, metadata: &Metadata<'_>, _ctx: &Context<'_, S>) -> bool {
+        forwarded(metadata)
+    }
+
+    fn callsite_enabled(
+        &self,
+        _metadata: &'static Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Sinks come and go at run time, so never let tracing cache a yes/no per callsite.
+        tracing::subscriber::Interest::sometimes()
+    }
+}
+
+/// Root spans are always kept so records can be attributed; everything else is filtered by the
+/// most verbose registered sink.
+fn forwarded(metadata: &Metadata<'_>) -> bool {
+    metadata.fields().field(BUS_FIELD).is_some()
+        || rank_of(metadata.level()) <= MAX_LEVEL.load(Ordering::Relaxed)
 }
 
 /// The id of the bus a span belongs to, stored in the span's extensions.
@@ -178,10 +220,7 @@ where
     }
 
     fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        // Root spans are always kept so records can be attributed; everything else is filtered
-        // by the most verbose registered sink.
-        metadata.fields().field(BUS_FIELD).is_some()
-            || rank_of(metadata.level()) <= MAX_LEVEL.load(Ordering::Relaxed)
+        forwarded(metadata)
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {

@@ -434,8 +434,12 @@ impl Delivery {
             messaging.operation.type = "process",
             messaging.destination.name = batch.first().map(|e| e.event.event_type.as_str()),
             messaging.batch.message_count = batch.len(),
+            messaging.message.id = tracing::field::Empty,
             consumer = name.as_str(),
+            otel.name = tracing::field::Empty,
+            otel.kind = "consumer",
         );
+        process_span(&span, batch);
         let started = Instant::now();
         let handled = self.sink.deliver_timed(batch).instrument(span).await;
         let seconds = handled
@@ -530,4 +534,22 @@ async fn deliver_loop(
         delivery.buffered.fetch_sub(bytes, Ordering::Relaxed);
         batch.clear();
     }
+}
+
+/// Fills in what a "process" span knows once made (nothing when it is filtered out): the message
+/// id of a batch of one, and the export name and parent (from the first event of the batch).
+pub(crate) fn process_span(span: &tracing::Span, batch: &[crate::event::SharedEvent]) {
+    if span.is_disabled() {
+        return;
+    }
+    let Some(first) = batch.first() else { return };
+    if batch.len() == 1 {
+        span.record("messaging.message.id", first.event.id.to_string().as_str());
+    }
+    crate::trace_context::export_as(
+        span,
+        "process",
+        first.event.event_type.as_str(),
+        Some(&first.event),
+    );
 }

@@ -48,6 +48,21 @@ impl TraceContext {
     }
 }
 
+/// Names `span` `{operation} {destination}` for OTLP export and parents it on the trace context
+/// `event` carries; nothing unless the addon has the `otlp` feature and spans are exported.
+#[inline]
+pub(crate) fn export_as(
+    span: &tracing::Span,
+    operation: &str,
+    destination: &str,
+    event: Option<&Event>,
+) {
+    #[cfg(feature = "otlp")]
+    crate::otlp::export_as(span, operation, destination, event);
+    #[cfg(not(feature = "otlp"))]
+    let _ = (span, operation, destination, event);
+}
+
 /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, ids not all zero (version 00; later
 /// versions may append fields, which are kept).
 pub fn valid_traceparent(value: &str) -> bool {

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::{
     BatchConfig, Config, DeliveryConfig, HealthConfig, LogLevel, MetricsConfig, MetricsListen,
-    RetentionConfig, SecurityConfig, SseConfig, StoreConfig, ValidationConfig, WebhookConfig,
+    OtlpConfig, RetentionConfig, SecurityConfig, SseConfig, StoreConfig, TracingConfig,
+    ValidationConfig, WebhookConfig,
 };
 use crate::error::{EventBusError, Result};
 use crate::json_input::parse_object;
@@ -33,6 +34,20 @@ struct Options {
     log_level: Option<LogLevel>,
     metrics: Option<MetricsOptions>,
     health: Option<HealthOptions>,
+    tracing: Option<TracingOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TracingOptions {
+    otlp: Option<OtlpOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct OtlpOptions {
+    endpoint: String,
+    service_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -464,6 +479,53 @@ impl MetricsConfig {
     }
 }
 
+impl TracingConfig {
+    fn resolve(input: TracingOptions) -> Result<TracingConfig> {
+        let Some(otlp) = input.otlp else {
+            return Ok(TracingConfig::default());
+        };
+        // Refused rather than ignored: a caller asking for export would otherwise see no spans
+        // and no reason.
+        if !cfg!(feature = "otlp") {
+            return Err(invalid(
+                "option tracing.otlp: this addon was built without OTLP export (the `otlp` \
+                 cargo feature)"
+                    .to_string(),
+            ));
+        }
+        let bad = |why: String| {
+            invalid(format!(
+                "tracing.otlp.endpoint must be an http or https URL, got {:?}: {why}",
+                otlp.endpoint
+            ))
+        };
+        let mut url = url::Url::parse(&otlp.endpoint).map_err(|e| bad(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(bad(format!("scheme {}", url.scheme())));
+        }
+        // As OTEL_EXPORTER_OTLP_ENDPOINT: a base URL, the signal's path appended.
+        if !url.path().ends_with("/v1/traces") {
+            let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
+            url.set_path(&path);
+        }
+        let service_name = match otlp.service_name {
+            Some(name) if name.trim().is_empty() => {
+                return Err(invalid(
+                    "tracing.otlp.serviceName must not be empty".to_string(),
+                ))
+            }
+            Some(name) => name,
+            None => crate::trace_context::MESSAGING_SYSTEM.to_string(),
+        };
+        Ok(TracingConfig {
+            otlp: Some(OtlpConfig {
+                endpoint: url.to_string(),
+                service_name,
+            }),
+        })
+    }
+}
+
 impl BatchConfig {
     fn resolve(input: BatchOptions, d: &BatchConfig) -> Result<BatchConfig> {
         Ok(BatchConfig {
@@ -523,6 +585,7 @@ pub(super) fn resolve(options_json: &str, env: &HashMap<String, String>) -> Resu
     let batch = BatchConfig::resolve(options.batch.unwrap_or_default(), &d.batch)?;
     let metrics = MetricsConfig::resolve(options.metrics.unwrap_or_default(), &d.metrics)?;
     let health = HealthConfig::resolve(options.health.unwrap_or_default(), &d.health)?;
+    let tracing = TracingConfig::resolve(options.tracing.unwrap_or_default())?;
     let validation =
         ValidationConfig::resolve(options.validation.unwrap_or_default(), &d.validation)?;
     Ok(Config {
@@ -544,5 +607,6 @@ pub(super) fn resolve(options_json: &str, env: &HashMap<String, String>) -> Resu
         log_level: options.log_level.unwrap_or(d.log_level),
         metrics,
         health,
+        tracing,
     })
 }

@@ -302,6 +302,14 @@ impl Pool {
                     messaging.message.id = id.as_str(),
                     endpoint = %d.endpoint_id,
                     attempt,
+                    otel.name = tracing::field::Empty,
+                    otel.kind = "producer",
+                );
+                crate::trace_context::export_as(
+                    &span,
+                    "send",
+                    d.event.event.event_type.as_str(),
+                    Some(&d.event.event),
                 );
                 request
                     .body(body.to_string())
