@@ -119,7 +119,12 @@ describe('named buses', () => {
       ['login.failed', 'u1'],
     ]);
 
-    expect(await users.auditEvents.health()).toEqual({ healthy: true, latencyMs: expect.any(Number) });
+    const ok = { ok: true };
+    expect(await users.auditEvents.health()).toEqual({
+      healthy: true,
+      latencyMs: expect.any(Number),
+      checks: { store: ok, listener: ok, webhookWorkers: ok, consumerGroups: ok },
+    });
     const health = await (await fetch(`${url}/health`)).json();
     expect(health).toMatchObject({ status: 'ok', info: { main: { status: 'up' }, audit: { status: 'up' } } });
 
