@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{endpoint, event, test_database_url, Outage, Recorder, TestStore};
+use common::{endpoint, event, joined_and_left, test_database_url, Outage, TestStore};
 use serde_json::json;
 use situs_event_bus::health::HealthReport;
 use situs_event_bus::{EventBus, Scope};
@@ -105,34 +104,8 @@ async fn a_webhook_backlog_and_a_lagging_group_past_their_limits_are_unhealthy()
             .insert_endpoint(&endpoint(&["hook.*"], None, None))
             .await
             .expect("register");
-        let (filter, group) =
-            situs_event_bus::consumer_group::parse_subscribe_options(r#"{"group":"billing"}"#)
-                .expect("options");
-        let member = bus
-            .subscribe_group(
-                &["lag.*".to_string()],
-                filter,
-                group.expect("group"),
-                &Scope::default(),
-                Arc::new(Recorder::default()),
-            )
-            .expect("join");
-        // The group exists once its member has created its partitions.
-        for _ in 0..500 {
-            let groups = bus
-                .store()
-                .groups()
-                .lowest_checkpoints()
-                .await
-                .expect("read");
-            if !groups.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        joined_and_left(&bus, "billing", "lag.*").await;
         assert!(bus.health().await.healthy, "{}", store.url);
-        // Stopped before anything is published: it handles none of what follows.
-        member.unsubscribe();
         for _ in 0..3 {
             bus.publish(
                 event(r#"{"type":"hook.fired","payload":{}}"#),

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{endpoint, event, subscribe, Recorder, TestStore};
+use common::{endpoint, event, joined_and_left, subscribe, Recorder, TestStore};
 use prometheus_parse::{Scrape, Value};
 use situs_event_bus::{EventBus, Scope};
 
@@ -226,21 +226,7 @@ async fn the_webhook_outbox_and_group_lag_refresh_from_the_store() {
             .await
             .expect("register");
         // A group that joined and left: its checkpoint stays where it was.
-        let (filter, group) =
-            situs_event_bus::consumer_group::parse_subscribe_options(r#"{"group":"billing"}"#)
-                .expect("options");
-        let member = bus
-            .subscribe_group(
-                &["lag.*".to_string()],
-                filter,
-                group.expect("group"),
-                &all(),
-                std::sync::Arc::new(Recorder::default()),
-            )
-            .expect("join");
-        wait_until(&bus, |m| m.groups.iter().any(|g| g.group == "billing")).await;
-        // Stopped before anything is published: it handles none of what follows.
-        member.unsubscribe();
+        joined_and_left(&bus, "billing", "lag.*").await;
         for _ in 0..3 {
             publish(&bus, r#"{"type":"hook.fired","payload":{}}"#).await;
         }

@@ -337,3 +337,35 @@ pub fn endpoint(
         secret: format!("whsec_{}", id.simple()),
     }
 }
+
+/// Consumer group `group` on `pattern`, joined and left again: its partitions exist with their
+/// checkpoints where the log was, and nothing handles what is published next (its lag grows).
+pub async fn joined_and_left(bus: &EventBus, group: &str, pattern: &str) {
+    let options = serde_json::json!({ "group": group }).to_string();
+    let (filter, group_options) =
+        situs_event_bus::consumer_group::parse_subscribe_options(&options).expect("options");
+    let member = bus
+        .subscribe_group(
+            &[pattern.to_string()],
+            filter,
+            group_options.expect("a group"),
+            &situs_event_bus::Scope::default(),
+            Arc::new(Recorder::default()),
+        )
+        .expect("joins");
+    // The member creates the group's partitions when it starts.
+    for _ in 0..500 {
+        let groups = bus
+            .store()
+            .groups()
+            .lowest_checkpoints()
+            .await
+            .expect("read");
+        if groups.iter().any(|(name, _)| name == group) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Stopped before anything is published: it handles none of what follows.
+    member.unsubscribe();
+}
