@@ -151,12 +151,19 @@ pub(crate) fn redact_url(url: &str) -> String {
         if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
             return parsed.to_string();
         }
-        return url.to_string();
+        // A URL with an authority and no password shows nothing secret.
+        if !parsed.cannot_be_a_base() {
+            return url.to_string();
+        }
     }
-    // Not a URL we can read: keep only what cannot hold credentials.
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
-        _ => url.to_string(),
+    // Not a URL we can read (a typo such as `postgres//u:pw@h`): whatever comes before an `@`
+    // may be credentials.
+    match url.rfind('@') {
+        None => url.to_string(),
+        Some(at) => match url.split_once("://") {
+            Some((scheme, _)) if scheme.len() < at => format!("{scheme}://***{}", &url[at..]),
+            _ => format!("***{}", &url[at..]),
+        },
     }
 }
 
@@ -200,5 +207,9 @@ mod tests {
         );
         assert_eq!(redact_url("memory:"), "memory:");
         assert!(!redact_url("mysql://u:s3cret@[bad/x").contains("s3cret"));
+        // Typos that are no URL, or not the URL they look like, still hide what precedes `@`.
+        assert_eq!(redact_url("postgres//u:s3cret@db/x"), "***@db/x");
+        assert_eq!(redact_url("postgres:u:s3cret@db"), "***@db");
+        assert_eq!(redact_url("sqlite://./event-bus.db"), "sqlite://./event-bus.db");
     }
 }
