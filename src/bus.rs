@@ -13,9 +13,8 @@ use crate::config::Config;
 use crate::consumer_group::{GroupOptions, Members};
 use crate::error::{EventBusError, Result};
 use crate::event::{Event, SharedEvent};
-use crate::health::{self, HealthReport};
 use crate::log_forward::{self, LogSink, Registration};
-use crate::metrics::{refresh, Depths, Metrics, MetricsSnapshot};
+use crate::metrics::{refresh, Metrics};
 use crate::middleware::security::scoped_tenant;
 use crate::middleware::{Middleware, MiddlewareChain, MiddlewareId, Scope};
 use crate::pattern::Pattern;
@@ -25,12 +24,14 @@ use crate::router::{Consumer, Replay, Router, Sink, StartFrom, SubscriberFilter,
 use crate::store::groups::{DeadLetter, DeadLetterStatus};
 use crate::store::{self, Store, StoreOptions};
 use crate::tailer::Tailer;
-use crate::transport::metrics_http::{self, MetricsServer};
+use crate::transport::metrics_http::MetricsServer;
 use crate::transport::sse::server::{self as sse_server, ListenOptions, SseServer};
 use crate::transport::sse::{Authorizer, Filter, Grant, Selection, Sse, StreamOptions};
 use crate::transport::webhook::{dispatcher, Webhooks};
 
 mod admitted;
+mod observe;
+mod webhook_workers;
 
 pub use admitted::Admitted;
 use admitted::Gate;
@@ -195,69 +196,11 @@ impl EventBus {
         if bus.inner.config.webhook.workers {
             bus.start_webhook_workers()?;
         }
-        if let Some(listen) = &bus.inner.config.metrics.listen {
-            // Weak: the server must not keep a closed bus alive.
-            let weak = Arc::downgrade(&bus.inner);
-            let render: metrics_http::Render = Arc::new(move || {
-                weak.upgrade()
-                    .map(|inner| EventBus { inner }.metrics_text())
-                    .unwrap_or_default()
-            });
-            let server = match metrics_http::serve(listen, render).await {
-                Ok(server) => server,
-                Err(e) => {
-                    bus.close().await;
-                    return Err(e);
-                }
-            };
-            *lock(&bus.inner.metrics_server) = Some(server);
+        if let Err(e) = bus.serve_metrics().await {
+            bus.close().await;
+            return Err(e);
         }
         Ok(bus)
-    }
-
-    /// Starts the webhook workers; an endpoint they disable is announced on the bus as a
-    /// `webhook.endpoint_disabled` event.
-    fn start_webhook_workers(&self) -> Result<()> {
-        let inner = &self.inner;
-        let weak = Arc::downgrade(inner);
-        let on_disabled: dispatcher::OnDisabled = Arc::new(move |disabled| {
-            let Some(inner) = weak.upgrade() else {
-                return;
-            };
-            let bus = EventBus { inner };
-            let runtime = bus.inner.runtime.clone();
-            runtime.spawn(async move {
-                let endpoint = bus.inner.webhooks.get(disabled.endpoint_id).await.ok();
-                let event = serde_json::json!({
-                    "type": "webhook.endpoint_disabled",
-                    "payload": {
-                        "endpointId": disabled.endpoint_id,
-                        "url": endpoint.as_ref().map(|e| e.url.clone()),
-                        "reason": disabled.reason,
-                    },
-                    "tenantId": endpoint.as_ref().and_then(|e| e.tenant_id.clone()),
-                    "projectId": endpoint.as_ref().and_then(|e| e.project_id.clone()),
-                });
-                let published = match Event::from_json(&event.to_string()) {
-                    Ok(e) => bus.publish(e, &Scope::default()).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = published {
-                    tracing::warn!(error = %e, "publishing webhook.endpoint_disabled failed");
-                }
-            });
-        });
-        let workers = dispatcher::spawn(
-            inner.store.clone(),
-            inner.config.webhook.clone(),
-            inner.metrics.clone(),
-            inner.webhooks.endpoints_hint(),
-            on_disabled,
-            self.child_span(info_span!(parent: &inner.span, "webhooks")),
-        )?;
-        inner.router.observe(workers.waker());
-        let _ = inner.webhook_workers.set(workers);
-        Ok(())
     }
 
     /// Starts an SSE server on the bus's runtime; `authorize` decides each connection (none:
@@ -550,49 +493,6 @@ impl EventBus {
     /// A page of stored events matching `filter`, within the scope's tenant.
     pub async fn get_events(&self, filter: EventFilter, scope: &Scope) -> Result<Page> {
         self.admit()?.get_events(filter, scope).await
-    }
-
-    /// The metrics as a JSON-able snapshot.
-    pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.metrics.snapshot(&self.depths())
-    }
-
-    /// Whether the bus can do its work now (see [`crate::health`]); each call checks afresh.
-    pub async fn health(&self) -> HealthReport {
-        health::check(&*self.inner.store, &self.inner.config.health).await
-    }
-
-    /// Reads the store's figures for the metrics (webhook outbox, group lag) now, instead of at
-    /// the next `metrics.refreshIntervalMs`.
-    pub async fn refresh_metrics(&self) -> Result<()> {
-        self.inner.gate.check_open()?;
-        let depths = refresh::read(&*self.inner.store).await?;
-        self.inner.metrics.set_store_depths(depths);
-        Ok(())
-    }
-
-    /// Where `/metrics` is served (`metrics.listen`), once bound.
-    pub fn metrics_url(&self) -> Option<String> {
-        lock(&self.inner.metrics_server)
-            .as_ref()
-            .map(|s| s.url.clone())
-    }
-
-    /// The metrics as Prometheus text (format 0.0.4).
-    pub fn metrics_text(&self) -> String {
-        self.inner.metrics.text(&self.depths())
-    }
-
-    /// Gauges of the bus's parts, read now.
-    fn depths(&self) -> Depths {
-        let inner = &self.inner;
-        Depths {
-            batcher: inner.batcher.queued() as u64,
-            subscribers: inner.router.pending() as u64,
-            subscriptions: inner.router.subscriber_count() as u64,
-            buffered_bytes: inner.router.buffered_bytes(),
-            pool: inner.store.pool_stats(),
-        }
     }
 
     /// Resolves once every event routed so far has been handled by its subscribers.

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::error::Result;
 
+mod observe;
 mod resolve;
 
 /// The embedded default store, used when neither `storeUrl` nor EVENT_STORE_URL is given.

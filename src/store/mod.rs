@@ -210,6 +210,9 @@ mod tests {
         // Typos that are no URL, or not the URL they look like, still hide what precedes `@`.
         assert_eq!(redact_url("postgres//u:s3cret@db/x"), "***@db/x");
         assert_eq!(redact_url("postgres:u:s3cret@db"), "***@db");
-        assert_eq!(redact_url("sqlite://./event-bus.db"), "sqlite://./event-bus.db");
+        assert_eq!(
+            redact_url("sqlite://./event-bus.db"),
+            "sqlite://./event-bus.db"
+        );
     }
 }
