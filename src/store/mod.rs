@@ -156,14 +156,16 @@ pub(crate) fn redact_url(url: &str) -> String {
             return url.to_string();
         }
     }
-    // Not a URL we can read (a typo such as `postgres//u:pw@h`): whatever comes before an `@`
-    // may be credentials.
-    match url.rfind('@') {
+    // Not a URL we can read (a typo such as `postgres//u:pw@h`): what follows the first `:` of
+    // the credentials (from the last `//` before the `@`, or the start) up to the `@` may be a
+    // password; the rest stays, so the typo can still be seen.
+    let Some(at) = url.rfind('@') else {
+        return url.to_string();
+    };
+    let from = url[..at].rfind("//").map_or(0, |i| i + 2);
+    match url[from..at].find(':') {
+        Some(colon) => format!("{}***{}", &url[..from + colon + 1], &url[at..]),
         None => url.to_string(),
-        Some(at) => match url.split_once("://") {
-            Some((scheme, _)) if scheme.len() < at => format!("{scheme}://***{}", &url[at..]),
-            _ => format!("***{}", &url[at..]),
-        },
     }
 }
 
@@ -207,9 +209,13 @@ mod tests {
         );
         assert_eq!(redact_url("memory:"), "memory:");
         assert!(!redact_url("mysql://u:s3cret@[bad/x").contains("s3cret"));
-        // Typos that are no URL, or not the URL they look like, still hide what precedes `@`.
-        assert_eq!(redact_url("postgres//u:s3cret@db/x"), "***@db/x");
-        assert_eq!(redact_url("postgres:u:s3cret@db"), "***@db");
+        // Typos that are no URL, or not the URL they look like, still hide the password.
+        assert_eq!(
+            redact_url("postgres//u:s3cret@db/x"),
+            "postgres//u:***@db/x"
+        );
+        assert_eq!(redact_url("postgres//u:pa/ss@db"), "postgres//u:***@db");
+        assert_eq!(redact_url("postgres:u:s3cret@db"), "postgres:***@db");
         assert_eq!(
             redact_url("sqlite://./event-bus.db"),
             "sqlite://./event-bus.db"
