@@ -116,3 +116,32 @@ describe('health', () => {
     }
   });
 });
+
+describe('SSE replays', () => {
+  it('count by source: from the ring when it still holds what the client missed, else from the store', async () => {
+    const { bus } = await openBus({ sse: { replayBufferSize: 2 } });
+    const firstMessage = async (lastEventId?: number) => {
+      const options = lastEventId === undefined ? { types: ['r.*'] } : { types: ['r.*'], lastEventId: String(lastEventId) };
+      for await (const m of bus.sse.stream(options)) return m;
+      return undefined;
+    };
+    try {
+      const before = [];
+      for (let i = 0; i < 5; i++) before.push(await bus.publish({ type: 'r.e', payload: i }));
+      // The hub starts with the first stream: its ring (2 events) holds what comes after.
+      const live = firstMessage();
+      await until(() => bus.metrics().sseConnections === 1, 'the first stream');
+      await bus.publish({ type: 'r.e', payload: 5 });
+      await bus.publish({ type: 'r.e', payload: 6 });
+      await live;
+      // Missed 6 and 7: the ring has them.
+      await firstMessage(before[4].position!);
+      expect(bus.metricsText()).toContain('situs_event_bus_sse_replays_total{source="ring"} 1\n');
+      // Missed 5 too, which the ring never held: from the store.
+      await firstMessage(before[3].position!);
+      expect(bus.metricsText()).toContain('situs_event_bus_sse_replays_total{source="store"} 1\n');
+    } finally {
+      await bus.close();
+    }
+  });
+});

@@ -152,6 +152,10 @@ struct Route {
     patterns: Vec<Pattern>,
     filter: SubscriberFilter,
     queue: mpsc::UnboundedSender<SharedEvent>,
+    /// Its consumer's metrics label, for handler subscriptions.
+    label: Option<String>,
+    /// Events routed to it and not yet handled (shared with its delivery task).
+    queued: Arc<AtomicU64>,
 }
 
 pub struct Router {
@@ -245,6 +249,11 @@ impl Router {
             Consumer::Handlers(name) => Consumer::Handlers(self.metrics.consumer(&name)),
             other => other,
         };
+        let label = match &consumer {
+            Consumer::Handlers(name) => Some(name.clone()),
+            _ => None,
+        };
+        let queued = Arc::new(AtomicU64::new(0));
         let delivery = Delivery {
             sink,
             consumer,
@@ -252,6 +261,7 @@ impl Router {
             metrics: self.metrics.clone(),
             pending: self.pending.clone(),
             buffered: self.buffered.clone(),
+            queued: queued.clone(),
         };
         // The route exists before the replay reads anything (so no event falls between the
         // replay and the live queue), and the head is read with the route table locked (so a
@@ -264,6 +274,8 @@ impl Router {
                 patterns,
                 filter,
                 queue: tx,
+                label,
+                queued,
             });
             head
         };
@@ -330,10 +342,12 @@ impl Router {
                     self.pending.add(1);
                     let bytes = queued_bytes(event);
                     self.buffered.fetch_add(bytes, Ordering::Relaxed);
+                    route.queued.fetch_add(1, Ordering::Relaxed);
                     if route.queue.send(event.clone()).is_err() {
                         // The subscriber is going away.
                         self.pending.done(1);
                         self.buffered.fetch_sub(bytes, Ordering::Relaxed);
+                        route.queued.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -353,6 +367,20 @@ impl Router {
 
     pub fn pending(&self) -> usize {
         self.pending.get()
+    }
+
+    /// Events routed and not yet handled, per handler consumer label (subscriptions with the same
+    /// patterns add up).
+    pub fn queue_depths(&self) -> Vec<(String, u64)> {
+        let mut depths: HashMap<String, u64> = HashMap::new();
+        for route in self.routes.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Some(label) = &route.label {
+                *depths.entry(label.clone()).or_default() += route.queued.load(Ordering::Relaxed);
+            }
+        }
+        let mut depths: Vec<(String, u64)> = depths.into_iter().collect();
+        depths.sort();
+        depths
     }
 
     /// Bytes of the events queued for subscribers (see [`queued_bytes`]).
@@ -408,6 +436,8 @@ struct Delivery {
     metrics: Arc<Metrics>,
     pending: Arc<InFlight>,
     buffered: Arc<AtomicU64>,
+    /// This subscription's share of `pending`.
+    queued: Arc<AtomicU64>,
 }
 
 impl Delivery {
@@ -518,6 +548,7 @@ async fn deliver_loop(
             }
             delivery.pending.done(received);
             delivery.buffered.fetch_sub(bytes, Ordering::Relaxed);
+            delivery.queued.store(0, Ordering::Relaxed);
             break;
         }
         // Live events the replay already delivered are skipped.
@@ -532,6 +563,9 @@ async fn deliver_loop(
         }
         delivery.pending.done(received);
         delivery.buffered.fetch_sub(bytes, Ordering::Relaxed);
+        delivery
+            .queued
+            .fetch_sub(received as u64, Ordering::Relaxed);
         batch.clear();
     }
 }

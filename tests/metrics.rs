@@ -85,6 +85,23 @@ async fn publishes_count_per_type_and_the_text_is_prometheus_text() {
             ),
             Some(5.0)
         );
+        // The pool's connections, for the stores that have one (10 by default).
+        let pool = |state| {
+            sample(
+                &scrape,
+                "situs_event_bus_store_pool_connections",
+                &[("state", state)],
+            )
+        };
+        if store.url == "memory:" {
+            assert_eq!(pool("idle"), None);
+        } else {
+            let (in_use, idle) = (pool("in_use").expect("in use"), pool("idle").expect("idle"));
+            assert!(
+                in_use + idle >= 1.0 && in_use + idle <= 10.0,
+                "{in_use} + {idle}"
+            );
+        }
         let snapshot = bus.metrics();
         assert_eq!(snapshot.published, 5);
         assert_eq!(snapshot.publish_seconds.count, 5);
@@ -328,5 +345,80 @@ async fn with_metrics_off_totals_are_kept_and_histograms_are_not() {
     assert_eq!(m.publish_seconds.count, 0);
     let scrape = parse(&bus.metrics_text());
     assert!(by_label(&scrape, "situs_event_bus_events_published_total", "type").is_empty());
+    bus.close().await;
+}
+
+/// Holds its first batch until released, so what follows queues behind it.
+struct Gate(std::sync::Arc<tokio::sync::Notify>);
+
+#[async_trait::async_trait]
+impl situs_event_bus::Sink for Gate {
+    async fn deliver(
+        &self,
+        _events: &[situs_event_bus::SharedEvent],
+    ) -> Vec<situs_event_bus::HandlerFailure> {
+        self.0.notified().await;
+        Vec::new()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_s_queue_is_counted_under_its_consumer_and_commits_by_size() {
+    let store = TestStore::memory().await;
+    let bus = store.open("{}").await;
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let _slow = bus
+        .subscribe(
+            &["slow.*".to_string()],
+            situs_event_bus::SubscriberFilter::default(),
+            &all(),
+            std::sync::Arc::new(Gate(release.clone())),
+        )
+        .expect("subscribes");
+    for _ in 0..5 {
+        publish(&bus, r#"{"type":"slow.one","payload":{}}"#).await;
+    }
+    let events: Vec<_> = (0..4)
+        .map(|_| event(r#"{"type":"fast.one","payload":{}}"#))
+        .collect();
+    bus.publish_many(events, &all()).await.expect("publish");
+    let scrape = parse(&bus.metrics_text());
+    // Five routed to it, none handled yet (the first is in hand, the rest queued).
+    assert_eq!(
+        sample(
+            &scrape,
+            "situs_event_bus_consumer_queue_depth",
+            &[("consumer", "slow.*")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&scrape, "situs_event_bus_subscriber_queue_depth", &[]),
+        Some(5.0)
+    );
+    // Six commits (five single publishes and one of four): 9 events in all.
+    let m = bus.metrics();
+    assert_eq!(m.commit_events.count, 6);
+    assert_eq!(m.commit_events.sum, 9.0);
+    for _ in 0..5 {
+        release.notify_one();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..200 {
+        if bus.metrics().subscriber_queue == 0 {
+            break;
+        }
+        release.notify_one();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let scrape = parse(&bus.metrics_text());
+    assert_eq!(
+        sample(
+            &scrape,
+            "situs_event_bus_consumer_queue_depth",
+            &[("consumer", "slow.*")]
+        ),
+        Some(0.0)
+    );
     bus.close().await;
 }

@@ -47,6 +47,7 @@ impl EventBus {
         Depths {
             batcher: inner.batcher.queued() as u64,
             subscribers: inner.router.pending() as u64,
+            per_consumer: inner.router.queue_depths(),
             subscriptions: inner.router.subscriber_count() as u64,
             buffered_bytes: inner.router.buffered_bytes(),
             pool: inner.store.pool_stats(),

@@ -85,6 +85,8 @@ pub(crate) struct Depths {
     pub batcher: u64,
     /// Events routed to live subscribers and not yet handled.
     pub subscribers: u64,
+    /// The same per handler consumer label.
+    pub per_consumer: Vec<(String, u64)>,
     /// Live subscriptions.
     pub subscriptions: u64,
     /// Bytes of events queued in memory for subscribers (payload, metadata and type).
@@ -146,6 +148,7 @@ pub(crate) struct Metrics {
 
     queue_batcher: Gauge,
     queue_subscribers: Gauge,
+    queue_by_consumer: Family<ConsumerLabel, Gauge>,
     subscriptions: Gauge,
     outbox: Family<StatusLabel, Gauge>,
     group_lag_events: Family<GroupLabel, Gauge>,
@@ -244,6 +247,7 @@ impl Metrics {
             sse_replays: Family::default(),
             queue_batcher: Gauge::default(),
             queue_subscribers: Gauge::default(),
+            queue_by_consumer: Family::default(),
             subscriptions: Gauge::default(),
             outbox: Family::default(),
             group_lag_events: Family::default(),
@@ -366,6 +370,11 @@ impl Metrics {
             "subscriber_queue_depth",
             "Events routed to live subscribers, not yet handled",
             self.queue_subscribers.clone(),
+        );
+        r.register(
+            "consumer_queue_depth",
+            "Events routed to a consumer's subscriptions, not yet handled, by consumer",
+            self.queue_by_consumer.clone(),
         );
         r.register(
             "subscriptions",
@@ -560,6 +569,15 @@ impl Metrics {
     fn set_depths(&self, depths: &Depths) -> u64 {
         self.queue_batcher.set(depths.batcher as i64);
         self.queue_subscribers.set(depths.subscribers as i64);
+        // Subscriptions that went away stop being reported.
+        self.queue_by_consumer.clear();
+        for (consumer, n) in &depths.per_consumer {
+            self.queue_by_consumer
+                .get_or_create(&ConsumerLabel {
+                    consumer: consumer.clone(),
+                })
+                .set(*n as i64);
+        }
         self.subscriptions.set(depths.subscriptions as i64);
         self.buffered_bytes.set(depths.buffered_bytes as i64);
         if let Some((in_use, idle)) = depths.pool {
