@@ -374,6 +374,8 @@ export interface EventBusMetrics {
   /** Store connections in use and idle (null for the memory store). */
   poolInUse: number | null;
   poolIdle: number | null;
+  /** Acquires that found no idle connection in a full pool (they waited); null for memory. */
+  poolWaits: number | null;
   processRssBytes: number;
   /** Bytes of events queued for subscribers. */
   bufferedBytes: number;

@@ -422,3 +422,30 @@ async fn a_slow_subscriber_s_queue_is_counted_under_its_consumer_and_commits_by_
     );
     bus.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_find_the_pool_full_count_as_waits() {
+    let store = TestStore::postgres().await;
+    // Two connections: the LISTEN connection holds one for good, the reads share the other.
+    let bus = store
+        .open(r#"{"store":{"poolSize":2},"webhook":{"workers":false}}"#)
+        .await;
+    let before = bus.metrics().pool_waits.expect("a pool");
+    let filter = || situs_event_bus::query::EventFilter::from_json("{}").expect("filter");
+    let scope = all();
+    let reads = (0..40).map(|_| bus.get_events(filter(), &scope));
+    for page in futures_util::future::join_all(reads).await {
+        page.expect("read");
+    }
+    let after = bus.metrics().pool_waits.expect("a pool");
+    assert!(
+        after > before,
+        "40 concurrent reads on one free connection: {before} → {after}"
+    );
+    // The text shows the same count (or more: the bus's own reads go on in the background).
+    let scrape = parse(&bus.metrics_text());
+    let shown = sample(&scrape, "situs_event_bus_store_pool_waits_total", &[]).expect("counter");
+    assert!(shown >= after as f64, "{shown} < {after}");
+    bus.close().await;
+    store.cleanup().await;
+}

@@ -91,8 +91,8 @@ pub(crate) struct Depths {
     pub subscriptions: u64,
     /// Bytes of events queued in memory for subscribers (payload, metadata and type).
     pub buffered_bytes: u64,
-    /// Store connections in use and idle (None for the memory store).
-    pub pool: Option<(u64, u64)>,
+    /// The store's connection pool (None for the memory store).
+    pub pool: Option<crate::store::PoolStats>,
 }
 
 /// Gauges read from the store by the bus's periodic refresh (they cost a query).
@@ -154,6 +154,7 @@ pub(crate) struct Metrics {
     group_lag_events: Family<GroupLabel, Gauge>,
     group_lag_seconds: Family<GroupLabel, Gauge<f64, AtomicU64>>,
     pool: Family<StateLabel, Gauge>,
+    pool_waits: Counter,
     rss_bytes: Gauge,
     buffered_bytes: Gauge,
     store_depths: std::sync::Mutex<StoreDepths>,
@@ -253,6 +254,7 @@ impl Metrics {
             group_lag_events: Family::default(),
             group_lag_seconds: Family::default(),
             pool: Family::default(),
+            pool_waits: Counter::default(),
             rss_bytes: Gauge::default(),
             buffered_bytes: Gauge::default(),
             store_depths: Default::default(),
@@ -401,6 +403,11 @@ impl Metrics {
             "store_pool_connections",
             "Store connections, by state",
             self.pool.clone(),
+        );
+        r.register(
+            "store_pool_waits",
+            "Store connection acquires that found no idle connection in a full pool",
+            self.pool_waits.clone(),
         );
         r.register_with_unit(
             "process_resident_memory",
@@ -580,13 +587,16 @@ impl Metrics {
         }
         self.subscriptions.set(depths.subscriptions as i64);
         self.buffered_bytes.set(depths.buffered_bytes as i64);
-        if let Some((in_use, idle)) = depths.pool {
+        if let Some(pool) = depths.pool {
             self.pool
                 .get_or_create(&StateLabel { state: "in_use" })
-                .set(in_use as i64);
+                .set(pool.in_use as i64);
             self.pool
                 .get_or_create(&StateLabel { state: "idle" })
-                .set(idle as i64);
+                .set(pool.idle as i64);
+            // The store counts; the counter catches up with it when metrics are read.
+            let seen = self.pool_waits.get();
+            self.pool_waits.inc_by(pool.waits.saturating_sub(seen));
         }
         let rss = process::resident_bytes().unwrap_or(0);
         self.rss_bytes.set(rss as i64);

@@ -91,6 +91,8 @@ pub struct MetricsSnapshot {
     pub pool_in_use: Option<u64>,
     /// Idle store connections (null for the memory store).
     pub pool_idle: Option<u64>,
+    /// Acquires that found no idle connection in a full pool (null for the memory store).
+    pub pool_waits: Option<u64>,
     /// The process's resident memory (0 where it cannot be read).
     pub process_rss_bytes: u64,
     /// Bytes of the events queued for subscribers (payload, metadata and type).
@@ -129,8 +131,9 @@ pub(super) fn of(m: &Metrics, depths: &Depths, store: StoreDepths, rss: u64) -> 
         webhook_retrying: store.webhook_retrying,
         webhook_dead_deliveries: store.webhook_dead,
         groups: store.groups,
-        pool_in_use: depths.pool.map(|(in_use, _)| in_use),
-        pool_idle: depths.pool.map(|(_, idle)| idle),
+        pool_in_use: depths.pool.map(|p| p.in_use),
+        pool_idle: depths.pool.map(|p| p.idle),
+        pool_waits: depths.pool.map(|p| p.waits),
         process_rss_bytes: rss,
         buffered_bytes: depths.buffered_bytes,
     }

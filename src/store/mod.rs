@@ -6,6 +6,7 @@ pub mod group_bell;
 pub mod groups;
 pub(crate) mod memory;
 mod migrate;
+pub(crate) mod pool;
 pub mod postgres;
 mod sql;
 pub(crate) mod sqlite;
@@ -27,6 +28,18 @@ use webhooks::WebhookStore;
 /// Rows moved or deleted per statement by archiving and retention: small enough that no
 /// statement holds locks for long.
 pub(crate) const ARCHIVE_BATCH: usize = 1000;
+
+/// A store's connection pool: connections in use and idle now, and the acquires so far that
+/// found no idle connection in a full pool (they waited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections handed out.
+    pub in_use: u64,
+    /// Connections open and free.
+    pub idle: u64,
+    /// Acquires that had to wait.
+    pub waits: u64,
+}
 
 /// One event of an append request, as the store answered it.
 #[derive(Debug, Clone)]
@@ -108,8 +121,8 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
-    /// Connections in use and idle, for a store with a pool (None for memory).
-    fn pool_stats(&self) -> Option<(u64, u64)> {
+    /// Its connection pool's figures (None for memory).
+    fn pool_stats(&self) -> Option<PoolStats> {
         None
     }
 

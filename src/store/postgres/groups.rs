@@ -64,7 +64,7 @@ impl GroupStore for PostgresStore {
             "SELECT group_name, min(checkpoint) FROM event_bus_group_partitions
              GROUP BY group_name ORDER BY group_name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("reading group checkpoints", e))?;
         Ok(rows
@@ -84,14 +84,14 @@ impl GroupStore for PostgresStore {
         .bind(group)
         .bind(partitions as i32)
         .bind(start as i64)
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(fail)?;
         let count: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM event_bus_group_partitions WHERE group_name = $1",
         )
         .bind(group)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pooled())
         .await
         .map_err(fail)?;
         Ok(count as u32)
@@ -105,7 +105,7 @@ impl GroupStore for PostgresStore {
         keep: &[u32],
     ) -> Result<Vec<Lease>> {
         let fail = |e| unavailable("claiming group partitions", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.pooled().begin().await.map_err(fail)?;
         let lease_ms = millis(lease);
         sqlx::query(
             "INSERT INTO event_bus_group_members (group_name, member, expires_at)
@@ -199,7 +199,7 @@ impl GroupStore for PostgresStore {
         .bind(member)
         .bind(&partitions)
         .bind(&positions)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("committing group checkpoints", e))?;
         Ok(partitions
@@ -218,7 +218,7 @@ impl GroupStore for PostgresStore {
         )
         .bind(group)
         .bind(member)
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(fail)?;
         Ok(())
@@ -235,7 +235,7 @@ impl GroupStore for PostgresStore {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(&self.channel)
             .bind(self.group_ring_payload(group))
-            .execute(&self.pool)
+            .execute(self.pooled())
             .await
             .map_err(|e| unavailable("ringing the consumer group", e))?;
         Ok(())
@@ -257,7 +257,7 @@ impl GroupStore for PostgresStore {
         .bind(event.json())
         .bind(attempts as i32)
         .bind(error)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pooled())
         .await
         .map_err(|e| unavailable("recording a dead letter", e))?;
         Ok(id as u64)
@@ -277,7 +277,7 @@ impl GroupStore for PostgresStore {
         .bind(group)
         .bind(status.map(DeadLetterStatus::as_str))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("reading dead letters", e))?;
         rows.iter().map(dead_letter_row).collect()
@@ -291,7 +291,7 @@ impl GroupStore for PostgresStore {
              WHERE id = $1 RETURNING id",
         )
         .bind(id as i64)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pooled())
         .await
         .map_err(|e| unavailable("retrying a dead letter", e))?;
         Ok(found.is_some())
@@ -321,7 +321,7 @@ impl GroupStore for PostgresStore {
         .bind(group)
         .bind(member)
         .bind(millis(lease))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("claiming dead letters to retry", e))?;
         let mut letters = rows
@@ -351,7 +351,7 @@ impl GroupStore for PostgresStore {
         .bind(delivered)
         .bind(attempts as i32)
         .bind(error)
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(|e| unavailable("settling a dead-letter retry", e))?;
         Ok(())

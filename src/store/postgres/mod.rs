@@ -41,6 +41,8 @@ pub(super) const COLUMNS: &str = r#"position, id, type, payload::text AS payload
 pub(crate) struct PostgresStore {
     /// Reads, archiving, migrations and consumer-group state.
     pub(super) pool: PgPool,
+    /// Counts acquires from `pool` that wait (queries take the pool through `pooled`).
+    meter: crate::store::pool::PoolMeter,
     /// The batcher is the only appender: it keeps a connection of its own, so a group commit never
     /// waits for the pool or its liveness ping. Dropped on any error, reopened by the next append.
     writer: tokio::sync::Mutex<Option<PgConnection>>,
@@ -110,7 +112,13 @@ impl PostgresStore {
             token: Uuid::now_v7().simple().to_string(),
             bell: Arc::default(),
             listener_down: Arc::default(),
+            meter: Default::default(),
         })
+    }
+
+    /// The pool, for one query about to take a connection (counted, see `store::pool`).
+    pub(super) fn pooled(&self) -> &PgPool {
+        self.meter.pool(&self.pool)
     }
 }
 
@@ -136,7 +144,7 @@ impl Store for PostgresStore {
         push_order_and_limit(&mut sql, query);
         let rows = sql
             .build()
-            .fetch_all(&self.pool)
+            .fetch_all(self.pooled())
             .await
             .map_err(|e| unavailable("reading events", e))?;
         rows.iter().map(row_event).collect()
@@ -154,7 +162,7 @@ impl Store for PostgresStore {
         )
         .bind(older_than)
         .bind(batch as i64)
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(|e| unavailable("archiving events", e))?;
         Ok(done.rows_affected())
@@ -172,7 +180,7 @@ impl Store for PostgresStore {
         )
         .bind(archived_before)
         .bind(batch as i64)
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(|e| unavailable("purging archived events", e))?;
         Ok(done.rows_affected())
@@ -182,9 +190,8 @@ impl Store for PostgresStore {
         *self.listener_down.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn pool_stats(&self) -> Option<(u64, u64)> {
-        let idle = self.pool.num_idle() as u64;
-        Some((u64::from(self.pool.size()).saturating_sub(idle), idle))
+    fn pool_stats(&self) -> Option<crate::store::PoolStats> {
+        Some(self.meter.stats(self.pooled()))
     }
 
     fn groups(&self) -> &dyn crate::store::groups::GroupStore {

@@ -219,7 +219,7 @@ impl WebhookStore for PostgresStore {
             "SELECT status, count(*) FROM event_bus_webhook_deliveries
              WHERE status IN ('pending', 'retrying', 'dead') GROUP BY status",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("counting the webhook outbox", e))?;
         let mut depth = OutboxDepth::default();
@@ -231,7 +231,7 @@ impl WebhookStore for PostgresStore {
 
     async fn insert_endpoint(&self, e: &NewEndpoint) -> Result<Endpoint> {
         let fail = |e| unavailable("registering a webhook endpoint", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.pooled().begin().await.map_err(fail)?;
         // First, so concurrent registrations and removals queue here rather than deadlock
         // upgrading their locks in event_bus_sync_webhook_outbox.
         lock_endpoints(&mut tx).await.map_err(fail)?;
@@ -263,7 +263,7 @@ impl WebhookStore for PostgresStore {
              WHERE $1::text IS NULL OR tenant_id = $1 ORDER BY created_at, id"
         )))
         .bind(tenant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("listing webhook endpoints", e))?;
         rows.iter().map(endpoint_row).collect()
@@ -277,13 +277,13 @@ impl WebhookStore for PostgresStore {
                             WHERE tgrelid = 'event_bus_events'::regclass
                               AND tgname = 'event_bus_webhook_outbox')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.pooled())
         .await
         .map_err(fail)?;
         if any && !trigger {
             // Endpoints written without event_bus_sync_webhook_outbox (an older bus, or by hand).
             tracing::warn!("webhook endpoints without the outbox trigger: installing it");
-            let mut tx = self.pool.begin().await.map_err(fail)?;
+            let mut tx = self.pooled().begin().await.map_err(fail)?;
             lock_endpoints(&mut tx).await.map_err(fail)?;
             sync_outbox(&mut tx).await.map_err(fail)?;
             tx.commit().await.map_err(fail)?;
@@ -296,7 +296,7 @@ impl WebhookStore for PostgresStore {
             "SELECT {ENDPOINT_COLUMNS} FROM event_bus_webhook_endpoints WHERE id = $1"
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pooled())
         .await
         .map_err(|e| unavailable("reading a webhook endpoint", e))?;
         row.as_ref().map(endpoint_row).transpose()
@@ -339,7 +339,7 @@ impl WebhookStore for PostgresStore {
         .bind(previous_until)
         .bind(switch.and_then(|s| s.disabled_reason))
         .bind(switch.is_some_and(|s| s.reset_failures))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pooled())
         .await
         .map_err(|e| unavailable("updating a webhook endpoint", e))?;
         row.as_ref().map(endpoint_row).transpose()
@@ -347,7 +347,7 @@ impl WebhookStore for PostgresStore {
 
     async fn remove_endpoint(&self, id: Uuid) -> Result<bool> {
         let fail = |e| unavailable("removing a webhook endpoint", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.pooled().begin().await.map_err(fail)?;
         lock_endpoints(&mut tx).await.map_err(fail)?;
         // Appends in flight may be writing deliveries for this endpoint (their foreign-key check
         // would wait for our row lock while we wait for them to drop the trigger: a deadlock,
@@ -402,7 +402,7 @@ impl WebhookStore for PostgresStore {
         .bind(limit as i64)
         .bind(millis(lease))
         .bind(skip)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("claiming webhook deliveries", e))?;
         let fail = |e| unavailable("reading claimed webhook deliveries", e);
@@ -454,7 +454,7 @@ impl WebhookStore for PostgresStore {
             statuses.push(status);
             nexts.push(next);
         }
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.pooled().begin().await.map_err(fail)?;
         // Before any delivery row lock: a removal holds the endpoints table lock and then waits
         // for delivery rows (its cascade), so taking them first and the table after deadlocks.
         sqlx::query("LOCK TABLE event_bus_webhook_endpoints IN ROW EXCLUSIVE MODE")
@@ -529,7 +529,7 @@ impl WebhookStore for PostgresStore {
         .bind(query.status.map(DeliveryStatus::as_str))
         .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
         .bind(query.event_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(fail)?;
         let mut deliveries = rows.iter().map(delivery_row).collect::<Result<Vec<_>>>()?;
@@ -539,7 +539,7 @@ impl WebhookStore for PostgresStore {
              FROM event_bus_webhook_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
         )
         .bind(&ids)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(fail)?;
         let mut by_delivery: HashMap<u64, Vec<Attempt>> = HashMap::new();
@@ -560,7 +560,7 @@ impl WebhookStore for PostgresStore {
              WHERE id = $1",
         )
         .bind(delivery_id as i64)
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(|e| unavailable("replaying a webhook delivery", e))?;
         Ok(done.rows_affected() > 0)
@@ -574,7 +574,7 @@ impl WebhookStore for PostgresStore {
         )
         .bind(endpoint_id)
         .bind(since)
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(|e| unavailable("replaying failed webhook deliveries", e))?;
         Ok(done.rows_affected())

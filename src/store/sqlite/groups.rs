@@ -65,7 +65,7 @@ impl GroupStore for SqliteStore {
             "SELECT group_name, min(checkpoint) FROM event_bus_group_partitions
              GROUP BY group_name ORDER BY group_name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("reading group checkpoints", e))?;
         Ok(rows
@@ -77,7 +77,7 @@ impl GroupStore for SqliteStore {
     async fn ensure_group(&self, group: &str, partitions: u32, start: u64) -> Result<u32> {
         let fail = |e| unavailable("creating the consumer group", e);
         let mut tx = self
-            .pool
+            .pooled()
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(fail)?;
@@ -115,7 +115,7 @@ impl GroupStore for SqliteStore {
     ) -> Result<Vec<Lease>> {
         let fail = |e| unavailable("claiming group partitions", e);
         let mut tx = self
-            .pool
+            .pooled()
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(fail)?;
@@ -202,7 +202,7 @@ impl GroupStore for SqliteStore {
     async fn commit(&self, group: &str, member: &str, checkpoints: &[Lease]) -> Result<Vec<u32>> {
         let fail = |e| unavailable("committing group checkpoints", e);
         let mut tx = self
-            .pool
+            .pooled()
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(fail)?;
@@ -232,7 +232,7 @@ impl GroupStore for SqliteStore {
     async fn leave(&self, group: &str, member: &str) -> Result<()> {
         let fail = |e| unavailable("leaving the consumer group", e);
         let mut tx = self
-            .pool
+            .pooled()
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(fail)?;
@@ -278,7 +278,7 @@ impl GroupStore for SqliteStore {
         .bind(i64::from(attempts))
         .bind(error)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pooled())
         .await
         .map_err(|e| unavailable("recording a dead letter", e))?;
         Ok(id as u64)
@@ -298,7 +298,7 @@ impl GroupStore for SqliteStore {
         .bind(group)
         .bind(status.map(DeadLetterStatus::as_str))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("reading dead letters", e))?;
         rows.iter().map(dead_letter_row).collect()
@@ -313,7 +313,7 @@ impl GroupStore for SqliteStore {
         )
         .bind(id as i64)
         .bind(format_timestamp(&Utc::now()))
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(|e| unavailable("retrying a dead letter", e))?;
         Ok(done.rows_affected() > 0)
@@ -337,7 +337,7 @@ impl GroupStore for SqliteStore {
         .bind(member)
         .bind(until(lease))
         .bind(now_ms())
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("claiming dead letters to retry", e))?;
         let mut letters = rows
@@ -368,7 +368,7 @@ impl GroupStore for SqliteStore {
         .bind(i64::from(attempts))
         .bind(error)
         .bind(format_timestamp(&Utc::now()))
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(|e| unavailable("settling a dead-letter retry", e))?;
         Ok(())

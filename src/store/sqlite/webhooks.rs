@@ -158,7 +158,7 @@ impl WebhookStore for SqliteStore {
             "SELECT status, count(*) FROM event_bus_webhook_deliveries
              WHERE status IN ('pending', 'retrying', 'dead') GROUP BY status",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("counting the webhook outbox", e))?;
         let mut depth = OutboxDepth::default();
@@ -188,7 +188,7 @@ impl WebhookStore for SqliteStore {
         .bind(&e.secret)
         .bind(&now)
         .bind(&now)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pooled())
         .await
         .map_err(|e| unavailable("registering a webhook endpoint", e))?;
         endpoint_row(&row)
@@ -200,7 +200,7 @@ impl WebhookStore for SqliteStore {
              WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"
         )))
         .bind(tenant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(|e| unavailable("listing webhook endpoints", e))?;
         rows.iter().map(endpoint_row).collect()
@@ -211,7 +211,7 @@ impl WebhookStore for SqliteStore {
             "SELECT {ENDPOINT_COLUMNS} FROM event_bus_webhook_endpoints WHERE id = ?"
         )))
         .bind(id_text(id))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pooled())
         .await
         .map_err(|e| unavailable("reading a webhook endpoint", e))?;
         row.as_ref().map(endpoint_row).transpose()
@@ -258,7 +258,7 @@ impl WebhookStore for SqliteStore {
         .bind(format_timestamp(&Utc::now()))
         .bind(switch.and_then(|s| s.disabled_reason))
         .bind(switch.is_some_and(|s| s.reset_failures))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pooled())
         .await
         .map_err(|e| unavailable("updating a webhook endpoint", e))?;
         row.as_ref().map(endpoint_row).transpose()
@@ -268,7 +268,7 @@ impl WebhookStore for SqliteStore {
         // Deliveries and their attempts go with it (ON DELETE CASCADE; sqlx turns foreign keys on).
         let done = sqlx::query("DELETE FROM event_bus_webhook_endpoints WHERE id = ?")
             .bind(id_text(id))
-            .execute(&self.pool)
+            .execute(self.pooled())
             .await
             .map_err(|e| unavailable("removing a webhook endpoint", e))?;
         Ok(done.rows_affected() > 0)
@@ -292,14 +292,14 @@ impl WebhookStore for SqliteStore {
             .bind(now_ms)
             .bind(1i64)
             .bind(&skip)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pooled())
             .await
             .map_err(fail)?;
         if any.is_none() || limit == 0 {
             return Ok(Vec::new());
         }
         let mut tx = self
-            .pool
+            .pooled()
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(fail)?;
@@ -360,7 +360,7 @@ impl WebhookStore for SqliteStore {
              SELECT {COLUMNS} FROM event_bus_events_archive WHERE position IN (SELECT value FROM json_each(?1))"
         )))
         .bind(positions)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(read)?;
         let mut by_position: HashMap<u64, SharedEvent> = HashMap::with_capacity(events.len());
@@ -395,7 +395,7 @@ impl WebhookStore for SqliteStore {
         let fail = |e| unavailable("recording webhook attempts", e);
         let now = format_timestamp(&Utc::now());
         let mut tx = self
-            .pool
+            .pooled()
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(fail)?;
@@ -501,7 +501,7 @@ impl WebhookStore for SqliteStore {
         .bind(query.status.map(DeliveryStatus::as_str))
         .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
         .bind(query.event_id.map(id_text))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(fail)?;
         let mut deliveries = rows.iter().map(delivery_row).collect::<Result<Vec<_>>>()?;
@@ -515,7 +515,7 @@ impl WebhookStore for SqliteStore {
              ORDER BY delivery_id, attempt",
         )
         .bind(json_ids(&ids))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pooled())
         .await
         .map_err(fail)?;
         let mut by_delivery: HashMap<u64, Vec<Attempt>> = HashMap::new();
@@ -539,7 +539,7 @@ impl WebhookStore for SqliteStore {
         .bind(delivery_id as i64)
         .bind(now.timestamp_millis())
         .bind(format_timestamp(&now))
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(|e| unavailable("replaying a webhook delivery", e))?;
         Ok(done.rows_affected() > 0)
@@ -558,7 +558,7 @@ impl WebhookStore for SqliteStore {
         .bind(since.as_ref().map(format_timestamp))
         .bind(now.timestamp_millis())
         .bind(format_timestamp(&now))
-        .execute(&self.pool)
+        .execute(self.pooled())
         .await
         .map_err(|e| unavailable("replaying failed webhook deliveries", e))?;
         Ok(done.rows_affected())
