@@ -186,24 +186,18 @@ async fn commit(
     let started = std::time::Instant::now();
     let results = store.append(requests).instrument(span).await;
     let took = started.elapsed();
-    // Counted for the whole commit at once (per-type counts cost a label lookup per type).
-    let mut all_fresh = Vec::new();
-    let mut appended_count = 0;
+    // The commit's fresh events, in store (position) order: counted once (per-type counts cost a
+    // label lookup per type) and handed to the tailer together, before any caller is answered,
+    // so their deliveries are counted first.
+    let mut fresh = Vec::new();
+    let mut appended = 0;
     for result in results.iter().flatten() {
-        appended_count += result.len();
-        all_fresh.extend(result.iter().filter(|a| a.fresh).map(|a| a.event.clone()));
+        appended += result.len();
+        fresh.extend(result.iter().filter(|a| a.fresh).map(|a| a.event.clone()));
     }
-    metrics.committed(&all_fresh, appended_count, took);
+    metrics.committed(&fresh, appended, took);
+    tailer.local(fresh);
     for (result, answer) in results.into_iter().zip(answers) {
-        if let Ok(appended) = &result {
-            let fresh: Vec<_> = appended
-                .iter()
-                .filter(|a| a.fresh)
-                .map(|a| a.event.clone())
-                .collect();
-            // Requests are answered in store order, so handing over here keeps position order.
-            tailer.local(fresh);
-        }
         // An answer is caller code: its panic must not take the writer (and every later
         // publish) with it.
         if std::panic::catch_unwind(AssertUnwindSafe(move || answer(result))).is_err() {
